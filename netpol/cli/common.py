@@ -1,0 +1,42 @@
+"""Options every command shares, and the way errors leave the program."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import NetpolError
+from ..inputs import load_cluster
+from ..model import Cluster
+from ..resolve import Options
+
+Filenames = Annotated[Optional[list[str]], typer.Option(
+    "-f", "--filename", help="File, folder (recursive) or - for stdin; repeatable.")]
+Kubeconfig = Annotated[Optional[str], typer.Option("--kubeconfig", help="Read the live cluster with this kubeconfig.")]
+Context = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context to use.")]
+IpblockPods = Annotated[str, typer.Option(
+    "--ipblock-pods", metavar="true|false", help="Whether ipBlock peers match pod addresses too.")]
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn netpol's typed errors into a one-line message and exit code 2."""
+    try:
+        yield
+    except NetpolError as exc:
+        typer.echo(f"netpol: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def cluster_from(filenames: list[str] | None, kubeconfig: str | None, context: str | None) -> Cluster:
+    return load_cluster(filenames, kubeconfig, context)
+
+
+def options(ipblock_pods: str) -> Options:
+    value = ipblock_pods.strip().lower()
+    if value not in ("true", "false", "yes", "no", "1", "0"):
+        raise NetpolError(f"--ipblock-pods {ipblock_pods!r}: expected true or false")
+    return Options(ipblock_pods=value in ("true", "yes", "1"))

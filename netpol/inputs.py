@@ -1,0 +1,21 @@
+"""The load stage as commands use it: files or the live cluster, to a Cluster model."""
+
+from __future__ import annotations
+
+from .errors import NetpolError
+from .load import load_paths
+from .model import Cluster
+from .parse import build_cluster
+
+
+def load_cluster(filenames: list[str] | None, kubeconfig: str | None = None,
+                 context: str | None = None) -> Cluster:
+    if filenames:
+        return build_cluster(load_paths(filenames))
+    if kubeconfig is None and context is None:
+        import os
+        if not os.environ.get("KUBECONFIG") and not os.path.exists(os.path.expanduser("~/.kube/config")) \
+                and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise NetpolError("no input: give -f/--filename PATH, or a cluster with --kubeconfig/--context")
+    from .kube import load_cluster_objects
+    return build_cluster(load_cluster_objects(kubeconfig, context))

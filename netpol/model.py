@@ -1,0 +1,222 @@
+"""Immutable models of what netpol reads: namespaces, pods and workloads, NetworkPolicies."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .load import Source
+
+Protocol = Literal["TCP", "UDP", "SCTP"]
+PROTOCOLS: tuple[str, ...] = ("TCP", "UDP", "SCTP")
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
+                  "ReplicationController", "Job", "CronJob")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, ignored_types=(cached_property,))
+
+
+class Requirement(Frozen):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        op = self.operator
+        if op == "In":
+            return labels.get(self.key) in self.values
+        if op == "NotIn":  # objects without the key match NotIn, as in the API server
+            return labels.get(self.key) not in self.values
+        if op == "Exists":
+            return self.key in labels
+        return self.key not in labels
+
+    def describe(self) -> str:
+        vals = ",".join(sorted(self.values))
+        return {"In": f"{self.key} in ({vals})", "NotIn": f"{self.key} notin ({vals})",
+                "Exists": self.key, "DoesNotExist": f"!{self.key}"}[self.operator]
+
+
+class LabelSelector(Frozen):
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[Requirement, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.match_labels and not self.match_expressions
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(labels) for r in self.match_expressions)
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.match_labels]
+        parts += [r.describe() for r in self.match_expressions]
+        return ",".join(parts)
+
+
+class IPBlock(Frozen):
+    cidr: str
+    except_: tuple[str, ...] = ()
+
+    @cached_property
+    def network(self) -> IPNetwork:
+        return ipaddress.ip_network(self.cidr, strict=False)
+
+    @cached_property
+    def excepts(self) -> tuple[IPNetwork, ...]:
+        return tuple(ipaddress.ip_network(e, strict=False) for e in self.except_)
+
+    def contains(self, ip: IPAddress) -> bool:
+        if ip.version != self.network.version or ip not in self.network:
+            return False
+        return not any(ip in e for e in self.excepts)
+
+    def describe(self) -> str:
+        text = str(self.network)
+        return text + (f" except {', '.join(map(str, self.excepts))}" if self.except_ else "")
+
+
+class PolicyPort(Frozen):
+    protocol: Protocol = "TCP"
+    port: int | str | None = None
+    end_port: int | None = None
+
+    def describe(self) -> str:
+        if self.port is None:
+            return f"{self.protocol} all ports"
+        if self.end_port is not None:
+            return f"{self.protocol}/{self.port}-{self.end_port}"
+        return f"{self.protocol}/{self.port}"
+
+
+class Peer(Frozen):
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+class Rule(Frozen):
+    peers: tuple[Peer, ...] = ()  # empty: every peer
+    ports: tuple[PolicyPort, ...] = ()  # empty: every port and protocol
+
+
+class NetworkPolicy(Frozen):
+    namespace: str
+    name: str
+    pod_selector: LabelSelector
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+    policy_types: frozenset[str]
+    annotations: tuple[tuple[str, str], ...] = ()
+    source: Source
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def rules(self, direction: str) -> tuple[Rule, ...]:
+        return self.ingress if direction == "ingress" else self.egress
+
+    def affects(self, direction: str) -> bool:
+        return ("Ingress" if direction == "ingress" else "Egress") in self.policy_types
+
+
+class Namespace(Frozen):
+    name: str
+    labels: dict[str, str]
+    source: Source | None = None
+
+
+class ContainerPort(Frozen):
+    name: str | None = None
+    port: int
+    protocol: Protocol = "TCP"
+
+
+class Pod(Frozen):
+    """A pod, or a workload standing for the pods of its template (no IPs)."""
+
+    namespace: str
+    name: str
+    kind: str = "Pod"
+    labels: dict[str, str] = {}
+    ips: tuple[str, ...] = ()
+    ports: tuple[ContainerPort, ...] = ()
+    host_network: bool = False
+    node_name: str | None = None
+    owner: tuple[str, str] | None = None  # (kind, name) of the controller, if any
+    annotations: tuple[tuple[str, str], ...] = ()
+    source: Source | None = None
+
+    @property
+    def key(self) -> str:
+        if self.kind == "Pod":
+            return f"{self.namespace}/{self.name}"
+        return f"{self.namespace}/{self.kind.lower()}/{self.name}"
+
+    @cached_property
+    def addresses(self) -> tuple[IPAddress, ...]:
+        return tuple(ipaddress.ip_address(ip) for ip in self.ips)
+
+    def address(self, version: int | None) -> IPAddress | None:
+        """The pod's first address of a family (None: its primary address)."""
+        for ip in self.addresses:
+            if version is None or ip.version == version:
+                return ip
+        return None
+
+    def named_port(self, name: str) -> list[ContainerPort]:
+        return [p for p in self.ports if p.name == name]
+
+
+class ServicePort(Frozen):
+    name: str | None = None
+    port: int
+    target_port: int | str | None = None
+    protocol: Protocol = "TCP"
+
+
+class Service(Frozen):
+    namespace: str
+    name: str
+    selector: dict[str, str] = {}
+    ports: tuple[ServicePort, ...] = ()
+    source: Source | None = None
+
+
+class Cluster(Frozen):
+    namespaces: dict[str, Namespace]
+    pods: tuple[Pod, ...] = ()
+    policies: tuple[NetworkPolicy, ...] = ()
+    services: tuple[Service, ...] = ()
+
+    @cached_property
+    def by_key(self) -> dict[str, Pod]:
+        return {p.key: p for p in self.pods}
+
+    @cached_property
+    def by_address(self) -> dict[IPAddress, Pod]:
+        return {ip: p for p in self.pods for ip in p.addresses}
+
+    def ns_labels(self, namespace: str) -> dict[str, str]:
+        ns = self.namespaces.get(namespace)
+        return ns.labels if ns else {NS_NAME_LABEL: namespace}
+
+    def policies_in(self, namespace: str) -> list[NetworkPolicy]:
+        return self._policies_by_ns.get(namespace, [])
+
+    @cached_property
+    def _policies_by_ns(self) -> dict[str, list[NetworkPolicy]]:
+        out: dict[str, list[NetworkPolicy]] = {}
+        for pol in self.policies:
+            out.setdefault(pol.namespace, []).append(pol)
+        return out

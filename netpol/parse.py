@@ -1,0 +1,307 @@
+"""Raw objects -> models, validated the way the API server validates them."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+
+from .errors import InputError
+from .load import Path_, RawObject
+from .model import (NS_NAME_LABEL, PROTOCOLS, WORKLOAD_KINDS, Cluster, ContainerPort, IPBlock,
+                    LabelSelector, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Requirement,
+                    Rule, Service, ServicePort)
+
+_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+class _At:
+    """A cursor on one raw object: reads fields and raises errors located at them."""
+
+    def __init__(self, raw: RawObject) -> None:
+        self.raw = raw
+
+    def fail(self, message: str, path: Path_) -> InputError:
+        return self.raw.error(message, path)
+
+    def get(self, path: Path_, kind: type | tuple[type, ...] | None = None, default=None):
+        node = self.raw.data
+        for part in path:
+            if isinstance(node, dict) and isinstance(part, str):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                node = None
+            if node is None:
+                return default
+        if kind is not None and not isinstance(node, kind):
+            raise self.fail(f"expected {_kind_name(kind)}, got {type(node).__name__}", path)
+        return node
+
+    def items(self, path: Path_) -> list:
+        return self.get(path, list, [])
+
+    def labels(self, path: Path_) -> dict[str, str]:
+        found = self.get(path, dict, {})
+        return {str(k): "" if v is None else str(v) for k, v in found.items()}
+
+
+def _kind_name(kind) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", bool: "a boolean"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def _selector(at: _At, path: Path_) -> LabelSelector:
+    at.get(path, dict)
+    labels = tuple(sorted(at.labels(path + ("matchLabels",)).items()))
+    reqs = []
+    for i, _ in enumerate(at.items(path + ("matchExpressions",))):
+        p = path + ("matchExpressions", i)
+        key = at.get(p + ("key",), str)
+        op = at.get(p + ("operator",), str)
+        values = at.items(p + ("values",))
+        if not key:
+            raise at.fail("key is required", p + ("key",))
+        if op not in _OPERATORS:
+            raise at.fail(f"operator {op!r} is not one of {', '.join(_OPERATORS)}", p + ("operator",))
+        if op in ("In", "NotIn") and not values:
+            raise at.fail(f"operator {op} needs at least one value", p + ("values",))
+        if op in ("Exists", "DoesNotExist") and values:
+            raise at.fail(f"operator {op} must not have values", p + ("values",))
+        reqs.append(Requirement(key=key, operator=op, values=frozenset(str(v) for v in values)))
+    return LabelSelector(match_labels=labels, match_expressions=tuple(reqs))
+
+
+def _cidr(at: _At, path: Path_, text) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        if not isinstance(text, str) or "/" not in text:
+            raise ValueError
+        return ipaddress.ip_network(text, strict=False)  # host bits set: the API accepts it
+    except ValueError:
+        raise at.fail(f"invalid CIDR {text!r}", path) from None
+
+
+def _ip_block(at: _At, path: Path_) -> IPBlock:
+    cidr_text = at.get(path + ("cidr",))
+    if cidr_text is None:
+        raise at.fail("cidr is required", path)
+    net = _cidr(at, path + ("cidr",), cidr_text)
+    excepts = []
+    for i, text in enumerate(at.items(path + ("except",))):
+        sub = _cidr(at, path + ("except", i), text)
+        if sub.version != net.version or not sub.subnet_of(net) or sub.prefixlen <= net.prefixlen:
+            raise at.fail(f"{text} must be a strict subset of cidr {cidr_text}", path + ("except", i))
+        excepts.append(text)
+    return IPBlock(cidr=cidr_text, except_=tuple(excepts))
+
+
+def _protocol(at: _At, path: Path_) -> str:
+    proto = at.get(path, str, "TCP")
+    if proto not in PROTOCOLS:
+        raise at.fail(f"unsupported protocol {proto!r} (TCP, UDP or SCTP)", path)
+    return proto
+
+
+def _port_value(at: _At, path: Path_) -> int | str | None:
+    value = at.get(path, (int, str))
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise at.fail("port must be a number or a name", path)
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            raise at.fail(f"port {value} out of range 1-65535", path)
+        return value
+    if not _SVC_NAME.match(value) or "--" in value or not re.search("[a-z]", value):
+        raise at.fail(f"invalid port name {value!r} (IANA service name: 1-15 lowercase letters, "
+                      "digits and '-', with at least one letter)", path)
+    return value
+
+
+def _policy_port(at: _At, path: Path_) -> PolicyPort:
+    proto = _protocol(at, path + ("protocol",))
+    port = _port_value(at, path + ("port",))
+    end = at.get(path + ("endPort",), int)
+    if end is not None:
+        if not isinstance(port, int):
+            raise at.fail("endPort requires a numeric port", path + ("endPort",))
+        if not port <= end <= 65535:
+            raise at.fail(f"endPort {end} must be between port {port} and 65535", path + ("endPort",))
+    return PolicyPort(protocol=proto, port=port, end_port=end)
+
+
+def _peer(at: _At, path: Path_) -> Peer:
+    at.get(path, dict)
+    pod = at.get(path + ("podSelector",))
+    ns = at.get(path + ("namespaceSelector",))
+    block = at.get(path + ("ipBlock",))
+    if block is not None and (pod is not None or ns is not None):
+        raise at.fail("ipBlock may not be combined with podSelector or namespaceSelector", path)
+    if pod is None and ns is None and block is None:
+        raise at.fail("a peer needs podSelector, namespaceSelector or ipBlock", path)
+    return Peer(
+        pod_selector=_selector(at, path + ("podSelector",)) if pod is not None else None,
+        namespace_selector=_selector(at, path + ("namespaceSelector",)) if ns is not None else None,
+        ip_block=_ip_block(at, path + ("ipBlock",)) if block is not None else None)
+
+
+def _rules(at: _At, direction: str) -> tuple[Rule, ...]:
+    peers_field = "from" if direction == "ingress" else "to"
+    rules = []
+    for i, _ in enumerate(at.items(("spec", direction))):
+        p = ("spec", direction, i)
+        peers = tuple(_peer(at, p + (peers_field, j)) for j, _ in enumerate(at.items(p + (peers_field,))))
+        ports = tuple(_policy_port(at, p + ("ports", j)) for j, _ in enumerate(at.items(p + ("ports",))))
+        rules.append(Rule(peers=peers, ports=ports))
+    return tuple(rules)
+
+
+def _meta(at: _At) -> tuple[str, str]:
+    name = at.get(("metadata", "name"), str)
+    if not name:
+        raise at.fail("metadata.name is required", ("metadata",))
+    return at.get(("metadata", "namespace"), str) or "default", name
+
+
+def _annotations(at: _At) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(at.labels(("metadata", "annotations")).items()))
+
+
+def network_policy(raw: RawObject) -> NetworkPolicy:
+    at = _At(raw)
+    namespace, name = _meta(at)
+    at.get(("spec",), dict)
+    types = at.items(("spec", "policyTypes"))
+    for i, t in enumerate(types):
+        if t not in ("Ingress", "Egress"):
+            raise at.fail(f"policyTypes entry {t!r} must be Ingress or Egress", ("spec", "policyTypes", i))
+    ingress, egress = _rules(at, "ingress"), _rules(at, "egress")
+    if not types:  # the API server's default: Ingress, plus Egress when egress rules exist
+        types = ["Ingress"] + (["Egress"] if egress else [])
+    if at.get(("spec", "podSelector")) is None:
+        raise at.fail("podSelector is required (use {} to select every pod)", ("spec",))
+    return NetworkPolicy(namespace=namespace, name=name, pod_selector=_selector(at, ("spec", "podSelector")),
+                         ingress=ingress, egress=egress, policy_types=frozenset(types),
+                         annotations=_annotations(at), source=raw.source)
+
+
+def _container_ports(at: _At, spec: Path_) -> tuple[ContainerPort, ...]:
+    out = []
+    for kind in ("containers", "initContainers"):
+        for i, _ in enumerate(at.items(spec + (kind,))):
+            for j, _ in enumerate(at.items(spec + (kind, i, "ports"))):
+                p = spec + (kind, i, "ports", j)
+                number = at.get(p + ("containerPort",), int)
+                if number is None:
+                    continue  # a typo'd field the API server would drop; the port then names nothing
+                if not 1 <= number <= 65535:
+                    raise at.fail(f"containerPort {number} out of range 1-65535", p + ("containerPort",))
+                out.append(ContainerPort(name=at.get(p + ("name",), str), port=number,
+                                         protocol=_protocol(at, p + ("protocol",))))
+    return tuple(out)
+
+
+def _pod_ips(at: _At) -> tuple[str, ...]:
+    ips = [at.get(("status", "podIPs", i, "ip"), str) for i, _ in enumerate(at.items(("status", "podIPs")))]
+    ips = [ip for ip in ips if ip] or [ip for ip in [at.get(("status", "podIP"), str)] if ip]
+    for i, ip in enumerate(ips):
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise at.fail(f"invalid IP address {ip!r}", ("status", "podIPs", i)) from None
+    return tuple(dict.fromkeys(ips))
+
+
+def _owner(at: _At) -> tuple[str, str] | None:
+    for i, ref in enumerate(at.items(("metadata", "ownerReferences"))):
+        if isinstance(ref, dict) and ref.get("controller"):
+            return str(ref.get("kind") or ""), str(ref.get("name") or "")
+    return None
+
+
+def pod(raw: RawObject) -> Pod | None:
+    at = _At(raw)
+    namespace, name = _meta(at)
+    if at.get(("status", "phase")) in ("Succeeded", "Failed"):
+        return None  # finished pods hold no address and take no traffic
+    return Pod(namespace=namespace, name=name, labels=at.labels(("metadata", "labels")), ips=_pod_ips(at),
+               ports=_container_ports(at, ("spec",)), host_network=bool(at.get(("spec", "hostNetwork"))),
+               node_name=at.get(("spec", "nodeName"), str), owner=_owner(at),
+               annotations=_annotations(at), source=raw.source)
+
+
+def workload(raw: RawObject) -> Pod:
+    at = _At(raw)
+    namespace, name = _meta(at)
+    tmpl = ("spec", "jobTemplate", "spec", "template") if raw.kind == "CronJob" else ("spec", "template")
+    return Pod(namespace=namespace, name=name, kind=raw.kind, labels=at.labels(tmpl + ("metadata", "labels")),
+               ports=_container_ports(at, tmpl + ("spec",)),
+               host_network=bool(at.get(tmpl + ("spec", "hostNetwork"))),
+               annotations=_annotations(at), source=raw.source)
+
+
+def namespace(raw: RawObject) -> Namespace:
+    at = _At(raw)
+    name = at.get(("metadata", "name"), str)
+    if not name:
+        raise at.fail("metadata.name is required", ("metadata",))
+    labels = at.labels(("metadata", "labels"))
+    labels[NS_NAME_LABEL] = name  # set by the API server on every namespace
+    return Namespace(name=name, labels=labels, source=raw.source)
+
+
+def service(raw: RawObject) -> Service:
+    at = _At(raw)
+    namespace, name = _meta(at)
+    ports = []
+    for i, _ in enumerate(at.items(("spec", "ports"))):
+        p = ("spec", "ports", i)
+        ports.append(ServicePort(name=at.get(p + ("name",), str), port=at.get(p + ("port",), int) or 0,
+                                 target_port=at.get(p + ("targetPort",), (int, str)),
+                                 protocol=_protocol(at, p + ("protocol",))))
+    return Service(namespace=namespace, name=name, selector=at.labels(("spec", "selector")),
+                   ports=tuple(ports), source=raw.source)
+
+
+def build_cluster(raws: Iterable[RawObject]) -> Cluster:
+    """Every object we understand becomes a model; unknown kinds are skipped."""
+    namespaces: dict[str, Namespace] = {}
+    pods: list[Pod] = []
+    policies: list[NetworkPolicy] = []
+    services: list[Service] = []
+    seen: dict[tuple[str, str, str], RawObject] = {}
+    for raw in raws:
+        kind = raw.kind
+        if kind not in ("Namespace", "Pod", "NetworkPolicy", "Service", *WORKLOAD_KINDS):
+            continue
+        if kind == "NetworkPolicy" and not str(raw.data.get("apiVersion", "networking.k8s.io/v1")).startswith(
+                "networking.k8s.io/"):
+            continue
+        at = _At(raw)
+        ident = (kind, "" if kind == "Namespace" else at.get(("metadata", "namespace"), str) or "default",
+                 at.get(("metadata", "name"), str) or "")
+        if ident in seen:
+            first = seen[ident].source
+            raise raw.error(f"duplicate {kind} {'/'.join(filter(None, ident[1:]))} (first defined at {first})",
+                            ("metadata", "name"))
+        seen[ident] = raw
+        if kind == "Namespace":
+            ns = namespace(raw)
+            namespaces[ns.name] = ns
+        elif kind == "Pod":
+            if (p := pod(raw)) is not None:
+                pods.append(p)
+        elif kind == "NetworkPolicy":
+            policies.append(network_policy(raw))
+        elif kind == "Service":
+            services.append(service(raw))
+        else:
+            pods.append(workload(raw))
+    for name in {p.namespace for p in pods} | {p.namespace for p in policies} | {"default"}:
+        namespaces.setdefault(name, Namespace(name=name, labels={NS_NAME_LABEL: name}))
+    return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),
+                   services=tuple(services))

@@ -1,0 +1,115 @@
+"""Selectors over pods and namespaces, peers over endpoints: the spec's matching rules."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .errors import QueryError
+from .model import NS_NAME_LABEL, Cluster, IPAddress, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
+
+
+@dataclass(frozen=True)
+class Options:
+    """Choices where implementations differ."""
+
+    ipblock_pods: bool = True  # ipBlock matches pod addresses too (what upstream e2e expects)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of a connection: a pod (or workload), an external address, or a pod by address."""
+
+    pod: Pod | None = None
+    ip: IPAddress | None = None
+
+    @property
+    def label(self) -> str:
+        return self.pod.key if self.pod else str(self.ip)
+
+    def address(self, version: int | None) -> IPAddress | None:
+        if self.ip is not None:
+            return self.ip if version in (None, self.ip.version) else None
+        return self.pod.address(version) if self.pod else None
+
+    @property
+    def policed(self) -> bool:
+        """Policies select it: a pod that is not on the host network."""
+        return self.pod is not None and not self.pod.host_network
+
+
+def endpoint(cluster: Cluster, text: str) -> Endpoint:
+    """`ns/pod`, `ns/kind/name` or an IP address (a pod's, or an external one)."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        return Endpoint(pod=cluster.by_address.get(ip), ip=ip)
+    key = text
+    parts = text.split("/")
+    if len(parts) == 3:
+        key = f"{parts[0]}/{parts[1].lower()}/{parts[2]}"
+    elif len(parts) != 2:
+        raise QueryError(f"{text!r}: expected ns/pod, ns/kind/name or an IP address")
+    pod = cluster.by_key.get(key)
+    if pod is None:
+        raise QueryError(f"{text!r}: no such pod or workload in the input")
+    return Endpoint(pod=pod)
+
+
+def family(src: Endpoint, dst: Endpoint) -> int | None:
+    """The address family of a connection: an explicit address decides, else dst's primary address."""
+    for ep in (dst, src):
+        if ep.ip is not None:
+            return ep.ip.version
+    for ep in (dst, src):
+        if ep.pod is not None and ep.pod.addresses:
+            return ep.pod.addresses[0].version
+    return None
+
+
+def selects(policy: NetworkPolicy, pod: Pod) -> bool:
+    return (pod.namespace == policy.namespace and not pod.host_network
+            and policy.pod_selector.matches(pod.labels))
+
+
+def ns_selector_names(sel: LabelSelector) -> str | None:
+    """`namespace x` when a selector pins one namespace by name."""
+    if len(sel.match_labels) == 1 and not sel.match_expressions and sel.match_labels[0][0] == NS_NAME_LABEL:
+        return sel.match_labels[0][1]
+    return None
+
+
+def peer_matches(cluster: Cluster, policy: NetworkPolicy, peer: Peer, ep: Endpoint, version: int | None,
+                 opts: Options) -> bool:
+    if peer.ip_block is not None:
+        if ep.policed and not opts.ipblock_pods:
+            return False
+        addr = ep.address(version)
+        return addr is not None and peer.ip_block.contains(addr)
+    if not ep.policed:
+        return False  # selectors match pods only; host-network traffic comes from the node
+    pod = ep.pod
+    if peer.namespace_selector is not None:
+        if not peer.namespace_selector.matches(cluster.ns_labels(pod.namespace)):
+            return False
+    elif pod.namespace != policy.namespace:
+        return False
+    return peer.pod_selector is None or peer.pod_selector.matches(pod.labels)
+
+
+def port_matches(entry: PolicyPort, dst: Endpoint, port: int, protocol: str) -> bool:
+    if entry.protocol != protocol:
+        return False
+    if entry.port is None:
+        return True
+    if isinstance(entry.port, int):
+        return entry.port <= port <= (entry.end_port or entry.port)
+    # a named port means what the destination pod calls it, protocol included
+    return dst.pod is not None and any(
+        cp.port == port and cp.protocol == protocol for cp in dst.pod.named_port(entry.port))
+
+
+def rule_ports_match(rule: Rule, dst: Endpoint, port: int, protocol: str) -> bool:
+    return not rule.ports or any(port_matches(e, dst, port, protocol) for e in rule.ports)
