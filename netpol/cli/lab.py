@@ -1,0 +1,107 @@
+"""`netpol lab`: the cluster as real network namespaces on this kernel, to prove enforcement."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import NetpolError
+from ..lab import topology
+from ..lab.probe import Probe, probe as run_probes
+from ..lab.topology import LabError
+from ..lab.verify import extra_ports, hosts_for, lab_pods, verify as run_verify
+from ..matrix import PortQuery
+from . import app
+from .common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+from .query import _port, _protocol
+
+lab_app = typer.Typer(no_args_is_help=True, help="The cluster as real network namespaces on this kernel (root).")
+app.add_typer(lab_app, name="lab")
+
+Prefix = Annotated[str, typer.Option("--prefix", help="Name prefix of the lab's namespaces and links.")]
+Ports = Annotated[Optional[list[str]], typer.Option("--port", "-p", help="Port to probe; repeatable.")]
+Protocols = Annotated[Optional[list[str]], typer.Option("--protocol", help="TCP or UDP; repeatable.")]
+Output = Annotated[str, typer.Option("-o", "--output", help="json or text")]
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each probe.")]
+
+
+def _queries(port: list[str] | None, protocol: list[str] | None) -> list[PortQuery]:
+    protos = [_protocol(p) for p in (protocol or ["TCP"])]
+    return [PortQuery(_port(p), proto) for p in (port or ["80"]) for proto in protos]
+
+
+@lab_app.command("up")
+def up(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
+       port: Ports = None, protocol: Protocols = None, prefix: Prefix = "nplab") -> None:
+    """One namespace per pod, routed through one node namespace, a server on every port."""
+    with user_errors():
+        try:
+            cluster = cluster_from(filename, kubeconfig, context)
+            pods = lab_pods(cluster)
+            state = topology.up(hosts_for(pods), prefix, extra_ports(_queries(port, protocol)))
+        except LabError as exc:
+            raise NetpolError(str(exc)) from None
+    typer.echo(f"lab {prefix}: {len(state.hosts)} pods up; node namespace {state.node_netns}")
+
+
+@lab_app.command("probe")
+def probe(port: Ports = None, protocol: Protocols = None, output: Output = "json", prefix: Prefix = "nplab",
+          timeout: Timeout = 1.0) -> None:
+    """Real connections for every ordered pair, printed as the matrix JSON contract."""
+    with user_errors():
+        try:
+            state = topology.load_state(prefix)
+            if state is None:
+                raise LabError(f"no lab {prefix!r} is up: run `netpol lab up -f ...` first")
+            queries = _queries(port, protocol)
+            keys = sorted(state.hosts)
+            plan = [Probe(s, d, q.port, q.protocol) for q in queries for s in keys for d in keys
+                    if isinstance(q.port, int)]
+            seen = run_probes(state, plan, timeout=timeout)
+        except LabError as exc:
+            raise NetpolError(str(exc)) from None
+    probes = [{"src": p.src, "dst": p.dst, "port": p.port, "protocol": p.protocol, "allowed": seen[p]}
+              for p in plan if p in seen]
+    if output == "json":
+        typer.echo(json.dumps({"pods": keys, "probes": probes}, indent=1))
+    else:
+        for p in probes:
+            typer.echo(f"{p['src']} -> {p['dst']} {p['protocol']}/{p['port']}: "
+                       f"{'allowed' if p['allowed'] else 'denied'}")
+
+
+@lab_app.command("verify")
+def verify(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
+           port: Ports = None, protocol: Protocols = None, output: Output = "text", prefix: Prefix = "nplab",
+           timeout: Timeout = 1.0, keep: Annotated[bool, typer.Option("--keep", help="Leave the lab up.")] = False,
+           ipblock_pods: IpblockPods = "true") -> None:
+    """Up, enforce, probe, compare with the evaluator, down. Exit 1 on any disagreement."""
+    with user_errors():
+        try:
+            cluster = cluster_from(filename, kubeconfig, context)
+            result = run_verify(cluster, _queries(port, protocol), options(ipblock_pods), prefix, timeout, keep)
+        except LabError as exc:
+            raise NetpolError(str(exc)) from None
+    if output == "json":
+        typer.echo(json.dumps(result.contract(), indent=1))
+    else:
+        for d in result.disagreements:
+            typer.echo(f"DISAGREE {d['src']} -> {d['dst']} {d['protocol']}/{d['port']}: kernel "
+                       f"{'allowed' if d['kernel'] else 'denied'}, evaluator "
+                       f"{'allowed' if d['evaluator'] else 'denied'}")
+        typer.echo(f"{len(result.probes)} probes over {len(result.pods)} pods: "
+                   f"{len(result.disagreements)} disagreement(s)")
+    raise typer.Exit(1 if result.disagreements else 0)
+
+
+@lab_app.command("down")
+def down(prefix: Prefix = "nplab") -> None:
+    """Remove everything the lab created (also after a crash)."""
+    with user_errors():
+        try:
+            topology.down(prefix)
+        except LabError as exc:
+            raise NetpolError(str(exc)) from None
+    typer.echo(f"lab {prefix}: down")

@@ -1,0 +1,50 @@
+"""The value render hands to apply: one `inet` table as an nft skeleton plus set/map elements."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+# Characters that would let an element string end its command and start another one.
+_UNSAFE = re.compile(r"[{};#\n\r]")
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """The whole of one netpol table. Family is always inet.
+
+    `skeleton` is the table body without elements (sets, maps, chains, rules);
+    `elements` maps a set or map name to its elements in nft syntax.
+    """
+
+    table: str
+    skeleton: str
+    elements: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.table):
+            raise ValueError(f"bad table name {self.table!r}")
+        frozen: dict[str, frozenset[str]] = {}
+        for name, elems in self.elements.items():
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"bad set name {name!r}")
+            bad = [e for e in elems if _UNSAFE.search(e) or not e.strip()]
+            if bad:
+                raise ValueError(f"set {name}: unsafe element {bad[0]!r}")
+            frozen[name] = frozenset(e.strip() for e in elems)
+        object.__setattr__(self, "elements", MappingProxyType(frozen))
+
+    def element_commands(self, verb: str = "add") -> str:
+        """`add element` lines for every non-empty set, sorted so the text is stable."""
+        return "".join(
+            f"{verb} element inet {self.table} {name} {{ {', '.join(sorted(elems))} }}\n"
+            for name, elems in sorted(self.elements.items())
+            if elems
+        )
+
+    def script(self) -> str:
+        """The whole table as one nft script: the table block, then its elements."""
+        return f"table inet {self.table} {{\n{self.skeleton}\n}}\n{self.element_commands()}"
