@@ -20,6 +20,7 @@ from typing import Any, Literal
 import nftables
 
 from netpol import nftjson
+from netpol.errors import NetpolError
 from netpol.netns import run_in
 from netpol.ruleset import Ruleset
 
@@ -29,7 +30,7 @@ _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class ApplyError(RuntimeError):
+class ApplyError(NetpolError):
     """A change was refused by nftables, or the table read back is not what we meant."""
 
     def __init__(self, message: str, nft_error: str = "") -> None:

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import NetpolError
 from ..lab import topology
 from ..lab.probe import Probe, probe as run_probes
 from ..lab.topology import LabError
@@ -37,12 +36,9 @@ def up(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Conte
        port: Ports = None, protocol: Protocols = None, prefix: Prefix = "nplab") -> None:
     """One namespace per pod, routed through one node namespace, a server on every port."""
     with user_errors():
-        try:
-            cluster = cluster_from(filename, kubeconfig, context)
-            pods = lab_pods(cluster)
-            state = topology.up(hosts_for(pods), prefix, extra_ports(_queries(port, protocol)))
-        except LabError as exc:
-            raise NetpolError(str(exc)) from None
+        cluster = cluster_from(filename, kubeconfig, context)
+        pods = lab_pods(cluster)
+        state = topology.up(hosts_for(pods), prefix, extra_ports(_queries(port, protocol)))
     typer.echo(f"lab {prefix}: {len(state.hosts)} pods up; node namespace {state.node_netns}")
 
 
@@ -51,17 +47,14 @@ def probe(port: Ports = None, protocol: Protocols = None, output: Output = "json
           timeout: Timeout = 1.0) -> None:
     """Real connections for every ordered pair, printed as the matrix JSON contract."""
     with user_errors():
-        try:
-            state = topology.load_state(prefix)
-            if state is None:
-                raise LabError(f"no lab {prefix!r} is up: run `netpol lab up -f ...` first")
-            queries = _queries(port, protocol)
-            keys = sorted(state.hosts)
-            plan = [Probe(s, d, q.port, q.protocol) for q in queries for s in keys for d in keys
-                    if isinstance(q.port, int)]
-            seen = run_probes(state, plan, timeout=timeout)
-        except LabError as exc:
-            raise NetpolError(str(exc)) from None
+        state = topology.load_state(prefix)
+        if state is None:
+            raise LabError(f"no lab {prefix!r} is up: run `netpol lab up -f ...` first")
+        queries = _queries(port, protocol)
+        keys = sorted(state.hosts)
+        plan = [Probe(s, d, q.port, q.protocol) for q in queries for s in keys for d in keys
+                if isinstance(q.port, int)]
+        seen = run_probes(state, plan, timeout=timeout)
     probes = [{"src": p.src, "dst": p.dst, "port": p.port, "protocol": p.protocol, "allowed": seen[p]}
               for p in plan if p in seen]
     if output == "json":
@@ -79,11 +72,8 @@ def verify(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: C
            ipblock_pods: IpblockPods = "true") -> None:
     """Up, enforce, probe, compare with the evaluator, down. Exit 1 on any disagreement."""
     with user_errors():
-        try:
-            cluster = cluster_from(filename, kubeconfig, context)
-            result = run_verify(cluster, _queries(port, protocol), options(ipblock_pods), prefix, timeout, keep)
-        except LabError as exc:
-            raise NetpolError(str(exc)) from None
+        cluster = cluster_from(filename, kubeconfig, context)
+        result = run_verify(cluster, _queries(port, protocol), options(ipblock_pods), prefix, timeout, keep)
     if output == "json":
         typer.echo(json.dumps(result.contract(), indent=1))
     else:
@@ -100,8 +90,5 @@ def verify(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: C
 def down(prefix: Prefix = "nplab") -> None:
     """Remove everything the lab created (also after a crash)."""
     with user_errors():
-        try:
-            topology.down(prefix)
-        except LabError as exc:
-            raise NetpolError(str(exc)) from None
+        topology.down(prefix)
     typer.echo(f"lab {prefix}: down")

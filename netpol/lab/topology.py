@@ -27,6 +27,8 @@ from pathlib import Path
 
 from netpol.netns import NETNS_RUN_DIR, NetnsError, run_in
 
+from ..errors import NetpolError
+
 STATE_DIR = Path("/run/netpol")
 GATEWAY_V4 = "198.19.255.254"
 GATEWAY_V6 = "2001:db8:ffff::fffe"
@@ -40,7 +42,7 @@ _SERVER_MODULE = "netpol.lab.server"
 _SERVER_START_TIMEOUT = 30.0
 
 
-class LabError(RuntimeError):
+class LabError(NetpolError):
     """The lab cannot be built, used or removed; the message says why and what to do."""
 
 

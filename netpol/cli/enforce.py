@@ -1,0 +1,116 @@
+"""`netpol render` and `netpol enforce`: the ruleset for a node, and putting it into a kernel.
+
+Input is loaded, compiled and rendered in full before the kernel is touched, so bad input
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Annotated, Optional
+
+import typer
+
+from ..compile import Plan, compile_plan
+from ..errors import NetpolError
+from ..render import TABLE_NAME, render, to_json
+from ..ruleset import Ruleset
+from . import app
+from .common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+
+Node = Annotated[Optional[str], typer.Option(
+    "--node", help="Enforce for the pods of this node (spec.nodeName); omitted: every pod.")]
+Table = Annotated[str, typer.Option("--table", help="Name of netpol's own inet table.")]
+
+
+def _table(name: str) -> str:
+    if not TABLE_NAME.fullmatch(name):
+        raise NetpolError(f"--table {name!r}: expected letters, digits and '_' (at most 64), not starting "
+                          "with a digit")
+    return name
+
+
+def _plan(filename: list[str] | None, kubeconfig: str | None, context: str | None, node: str | None,
+          ipblock_pods: str) -> Plan:
+    opts = options(ipblock_pods)
+    return compile_plan(cluster_from(filename, kubeconfig, context), node, opts)
+
+
+@contextlib.contextmanager
+def _kernel_errors() -> Iterator[None]:
+    """What the kernel or a netns refuses is reported like any other error, without a traceback."""
+    from ..apply import ApplyError
+    from ..netns import NetnsError
+    try:
+        yield
+    except (ApplyError, NetnsError) as exc:
+        raise NetpolError(str(exc)) from None
+    except PermissionError as exc:
+        raise NetpolError(f"{exc}: netpol enforce needs root (CAP_NET_ADMIN)") from None
+
+
+@app.command("render")
+def render_cmd(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
+               node: Node = None, table: Table = "netpol",
+               output: Annotated[str, typer.Option("-o", "--output", help="nft or json")] = "nft",
+               ipblock_pods: IpblockPods = "true") -> None:
+    """Print the nftables table that `enforce` would apply (nft syntax or libnftables JSON)."""
+    with user_errors():
+        if output not in ("nft", "json"):
+            raise NetpolError(f"-o {output!r}: expected nft or json")
+        name = _table(table)
+        plan = _plan(filename, kubeconfig, context, node, ipblock_pods)
+        text = json.dumps(to_json(plan, name), indent=1) if output == "json" else render(plan, name).script()
+    typer.echo(text.rstrip("\n"))
+
+
+def summary(plan: Plan, rs: Ruleset) -> str:
+    elements = sum(len(e) for e in rs.elements.values())
+    return (f"{len(plan.pods)} pods ({len(plan.enforced)} isolated), {len(plan.policies)} policies, "
+            f"{len(rs.elements)} sets, {elements} elements")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})  # --watch's options
+def enforce(ctx: typer.Context, filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
+            node: Node = None,
+            netns: Annotated[Optional[str], typer.Option(
+                "--netns", help="Network namespace (name under /run/netns, or a path); omitted: this one.")] = None,
+            table: Table = "netpol",
+            dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+            = False,
+            delete: Annotated[bool, typer.Option("--delete", help="Remove netpol's table, and only it.")] = False,
+            ipblock_pods: IpblockPods = "true",
+            watch: Annotated[bool, typer.Option("--watch", help="Keep enforcing as the node agent; its options: "
+                                                "`netpol agent --help`.")] = False) -> None:
+    """Apply the policies to this kernel once, in one nftables transaction."""
+    if watch or ctx.args:
+        from .agent import enforce_watch
+        return enforce_watch(ctx.args, watch=watch, once_only=bool(filename or dry_run or delete), node=node,
+                             netns=netns, table=table, kubeconfig=kubeconfig, context=context,
+                             ipblock_pods=ipblock_pods)
+    with user_errors():
+        name = _table(table)
+        where = f" in netns {netns}" if netns else ""
+        if delete:
+            with _kernel_errors():
+                from ..apply import Enforcer
+                gone = Enforcer(netns).delete(name)
+            typer.echo(f"inet {name}{where}: {'deleted' if gone else 'not present'}")
+            return
+        plan = _plan(filename, kubeconfig, context, node, ipblock_pods)
+        rs = render(plan, name)
+        with _kernel_errors():
+            from ..apply import Enforcer
+            enforcer = Enforcer(netns)
+            if dry_run:
+                typer.echo(f"{summary(plan, rs)}\n{enforcer.plan(rs)}")
+                return
+            start = time.monotonic()
+            result = enforcer.apply(rs)
+            ms = (time.monotonic() - start) * 1000
+    change = {"none": "no change", "elements": f"elements +{result.added} -{result.removed}",
+              "full": "table replaced"}[result.kind]
+    typer.echo(f"enforced inet {name}{where}: {summary(plan, rs)}; {change} in {ms:.0f} ms")

@@ -1,0 +1,45 @@
+"""`netpol diff`: what a change does to workload connectivity, for review in CI."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..diff import RENDERERS, diff
+from ..errors import QueryError
+from ..inputs import load_cluster
+from ..workloads import connectivity, render
+from . import app
+from .common import IpblockPods, cluster_from, options, user_errors
+
+
+@app.command("diff")
+def diff_command(
+        old: Annotated[str, typer.Argument(help="The manifests before the change: a file or folder.")],
+        new: Annotated[str, typer.Argument(help="The manifests after the change: a file or folder.")],
+        output: Annotated[str, typer.Option("-o", "--output", help="text, json or md")] = "text",
+        fail_on_added: Annotated[bool, typer.Option(
+            "--fail-on-added", help="Exit 1 when the change allows anything that was denied.")] = False,
+        ipblock_pods: IpblockPods = "true") -> None:
+    """Connections between workloads (and external ranges) that the change adds, removes and changes."""
+    with user_errors():
+        if output not in RENDERERS:
+            raise QueryError(f"-o {output!r}: expected text, json or md")
+        opts = options(ipblock_pods)
+        result = diff(load_cluster([old]), load_cluster([new]), opts)
+    typer.echo(RENDERERS[output](result))
+    raise typer.Exit(1 if fail_on_added and result.opens else 0)
+
+
+def workload_matrix(ports_given: bool, namespaces: list[str] | None, output: str, filename, kubeconfig,
+                    context, ipblock_pods: str) -> None:
+    """`netpol matrix --workloads`: np-guard's `src => dst : connections` lines."""
+    with user_errors():
+        if output not in ("text", "txt", "json", "md"):
+            raise QueryError(f"-o {output!r}: expected txt, json or md with --workloads")
+        if ports_given:
+            raise QueryError("--port/--protocol do not apply to --workloads: it lists every port and protocol")
+        cluster = cluster_from(filename, kubeconfig, context)
+        result = connectivity(cluster, options(ipblock_pods), namespaces=namespaces or None)
+    typer.echo(render(result, output))

@@ -1,0 +1,159 @@
+"""What a change to manifests or policies does to workload connectivity: added, removed, changed.
+
+Both sides are computed on the same external ranges (the boundaries of both), so every address
+is compared with itself; neighbouring ranges that changed the same way are merged for reading.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .conns import ConnSet
+from .model import Cluster
+from .resolve import Options
+from .workloads import Connectivity, External, conn_minus, connectivity, external_ranges
+
+KINDS = ("added", "changed", "removed")
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # added | changed | removed
+    src: str
+    dst: str
+    old: ConnSet
+    new: ConnSet
+    note: str = ""  # "workload added" / "workload removed"
+
+    @property
+    def opened(self) -> ConnSet:
+        return conn_minus(self.new, self.old)
+
+    @property
+    def closed(self) -> ConnSet:
+        return conn_minus(self.old, self.new)
+
+    def to_json(self) -> dict:
+        out = {"type": self.kind, "src": self.src, "dst": self.dst, "old": str(self.old), "new": str(self.new),
+               "opened": str(self.opened), "closed": str(self.closed)}
+        return out | ({"note": self.note} if self.note else {})
+
+
+@dataclass(frozen=True)
+class Diff:
+    changes: tuple[Change, ...]
+
+    def count(self, kind: str) -> int:
+        return sum(c.kind == kind for c in self.changes)
+
+    @property
+    def opens(self) -> bool:
+        """Does the change allow anything that was denied before?"""
+        return any(not c.opened.empty for c in self.changes)
+
+    def summary(self) -> str:
+        return ", ".join(f"{self.count(k)} {k}" for k in KINDS)
+
+
+def compare(old: Connectivity, new: Connectivity) -> Diff:
+    """Two results computed on the same external ranges, pair by pair."""
+    externals = {e.name: e for e in old.sources + old.destinations + new.sources + new.destinations}
+    gone, born = set(old.workloads) - set(new.workloads), set(new.workloads) - set(old.workloads)
+    changes = []
+    for key in sorted(set(old.conns) | set(new.conns)):
+        before, after = old.get(*key), new.get(*key)
+        if before == after:
+            continue
+        kind = "added" if before.empty else "removed" if after.empty else "changed"
+        note = "workload added" if born & set(key) else "workload removed" if gone & set(key) else ""
+        changes.append(Change(kind, key[0], key[1], before, after, note))
+    changes = _merge_ranges(changes, externals)
+    order = {k: i for i, k in enumerate(KINDS)}
+    return Diff(tuple(sorted(changes, key=lambda c: (order[c.kind], c.src, c.dst))))
+
+
+def _merge_ranges(changes: list[Change], externals: dict[str, External]) -> list[Change]:
+    """Neighbouring external ranges with the same change, on the same workload, become one range."""
+    out: list[Change] = []
+    runs: dict[tuple, tuple[External, Change]] = {}  # (workload, side, old, new) -> open run
+    def ext_side(c: Change):
+        return (c.src, 0) if c.src in externals else (c.dst, 1) if c.dst in externals else (None, None)
+    for c in sorted(changes, key=lambda c: _order(c, externals)):
+        name, side = ext_side(c)
+        if name is None:
+            out.append(c)
+            continue
+        ext = externals[name]
+        key = (c.dst if side == 0 else c.src, side, c.old, c.new, c.kind, c.note)
+        run = runs.get(key)
+        if run and run[0].version == ext.version and run[0].last + 1 == ext.first:
+            merged = External(ext.version, run[0].first, ext.last)
+            runs[key] = (merged, _with_end(run[1], side, merged.name))
+        else:
+            if run:
+                out.append(run[1])
+            runs[key] = (ext, c)
+    return out + [c for _, c in runs.values()]
+
+
+def _order(c: Change, externals: dict[str, External]) -> tuple:
+    ext = externals.get(c.src) or externals.get(c.dst)
+    return (c.dst if c.src in externals else c.src, c.src in externals, ext or External(0, 0, 0))
+
+
+def _with_end(c: Change, side: int, name: str) -> Change:
+    return Change(c.kind, name if side == 0 else c.src, name if side == 1 else c.dst, c.old, c.new, c.note)
+
+
+def diff(old: Cluster, new: Cluster, opts: Options = Options()) -> Diff:
+    old_src, old_dst = external_ranges(old)
+    new_src, new_dst = external_ranges(new)
+    return compare(connectivity(old, opts, src_cuts=new_src, dst_cuts=new_dst),
+                   connectivity(new, opts, src_cuts=old_src, dst_cuts=old_dst))
+
+
+# ---- rendering ----
+
+def _delta(c: Change) -> str:
+    parts = []
+    if not c.opened.empty and c.kind == "changed":
+        parts.append(f"opens {c.opened}")
+    if not c.closed.empty and c.kind == "changed":
+        parts.append(f"closes {c.closed}")
+    if c.note:
+        parts.append(c.note)
+    return f"  ({'; '.join(parts)})" if parts else ""
+
+
+def render_text(d: Diff) -> str:
+    if not d.changes:
+        return "No connectivity changes."
+    lines = [f"Connectivity changes: {d.summary()}" + ("; opens new connections" if d.opens else "")]
+    for c in d.changes:
+        conn = f"{c.old} -> {c.new}" if c.kind == "changed" else str(c.new if c.kind == "added" else c.old)
+        lines.append(f"{c.kind:<8} {c.src} => {c.dst} : {conn}{_delta(c)}")
+    return "\n".join(lines)
+
+
+def render_json(d: Diff) -> str:
+    summary = {k: d.count(k) for k in KINDS} | {"opens": d.opens}
+    return json.dumps({"summary": summary, "changes": [c.to_json() for c in d.changes]}, indent=1)
+
+
+_MD_MARK = {"added": "➕ added", "changed": "✏️ changed", "removed": "➖ removed"}
+
+
+def render_md(d: Diff) -> str:
+    head = "### NetworkPolicy connectivity changes\n\n"
+    if not d.changes:
+        return head + "No connectivity changes."
+    warn = " This change **opens new connections**." if d.opens else ""
+    rows = [f"**{d.summary()}**.{warn}", "", "| | source | destination | before | after |", "|---|---|---|---|---|"]
+    for c in d.changes:
+        after = f"{c.new} {_delta(c).strip()}".strip()
+        rows.append(f"| {_MD_MARK[c.kind]} | `{c.src}` | `{c.dst}` | {c.old} | {after} |")
+    return head + "\n".join(rows)
+
+
+RENDERERS = {"text": render_text, "json": render_json, "md": render_md}

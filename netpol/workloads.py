@@ -1,0 +1,350 @@
+"""Workload-level connectivity: what CI knows before deploying, when pods have no addresses yet.
+
+Pods are grouped into workloads by their controller, as np-guard groups them, and the external
+address space is cut into ranges at every ipBlock boundary (sources by ingress rules, destinations
+by egress rules). Within one range every address is in the same ipBlocks, and workloads whose pods
+look alike to every selector, named port and ipBlock are interchangeable, so `connections` on one
+representative per class is exact and the big examples stay fast.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .conns import MAX_PORT, ConnSet, Ranges, connections
+from .model import PROTOCOLS, Cluster, IPBlock, LabelSelector, Pod
+from .resolve import Endpoint, Options
+
+INGRESS, EGRESS = "ingress", "egress"
+_BITS = {4: 32, 6: 128}
+
+
+# ---- connection sets: parse np-guard's strings, canonical form, arithmetic ----
+
+def conn_set(by_proto: Mapping[str, Iterable[tuple[int, int]]]) -> ConnSet:
+    """Canonical ConnSet: every protocol present, ranges sorted and merged."""
+    out = []
+    for proto in sorted(PROTOCOLS):
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted(by_proto.get(proto, ())):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+            else:
+                merged.append((lo, hi))
+        out.append((proto, tuple(merged)))
+    return ConnSet(tuple(out))
+
+
+NO_CONNS = conn_set({})
+ALL_CONNS = conn_set({p: [(1, MAX_PORT)] for p in PROTOCOLS})
+
+
+def parse_conns(text: str) -> ConnSet:
+    """`All Connections`, `No Connections` or `TCP 80,8080-8090,UDP 53` (np-guard's form)."""
+    text = text.strip()
+    if text == "All Connections":
+        return ALL_CONNS
+    if text == "No Connections":
+        return NO_CONNS
+    found: dict[str, list[tuple[int, int]]] = {}
+    proto = None
+    for token in text.split(","):
+        head, _, rest = token.strip().partition(" ")
+        if head in PROTOCOLS and rest:
+            proto, token = head, rest
+        if proto is None:
+            raise ValueError(f"connection set {text!r}: expected a protocol before {token!r}")
+        lo, _, hi = token.strip().partition("-")
+        found.setdefault(proto, []).append((int(lo), int(hi or lo)))
+    return conn_set(found)
+
+
+def _subtract(a: Ranges, b: Ranges) -> list[tuple[int, int]]:
+    out = []
+    for lo, hi in a:
+        for blo, bhi in b:
+            if bhi < lo or blo > hi:
+                continue
+            if blo > lo:
+                out.append((lo, blo - 1))
+            lo = bhi + 1
+            if lo > hi:
+                break
+        if lo <= hi:
+            out.append((lo, hi))
+    return out
+
+
+def conn_minus(a: ConnSet, b: ConnSet) -> ConnSet:
+    """What `a` allows and `b` does not."""
+    bd = dict(b.ranges)
+    return conn_set({p: _subtract(r, bd.get(p, ())) for p, r in a.ranges})
+
+
+def canonical(c: ConnSet) -> ConnSet:
+    return conn_set(dict(c.ranges))
+
+
+# ---- external address ranges ----
+
+@dataclass(frozen=True, order=True)
+class External:
+    """A contiguous range of external addresses, inclusive."""
+
+    version: int
+    first: int
+    last: int
+
+    @cached_property
+    def name(self) -> str:
+        return f"{self.address}-{_ip(self.version, self.last)}[External]"
+
+    @property
+    def address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return _ip(self.version, self.first)
+
+    @classmethod
+    def parse(cls, name: str) -> External:
+        """`a.b.c.d-e.f.g.h[External]` back into a range."""
+        first, _, last = name.removesuffix("[External]").partition("-")
+        lo, hi = ipaddress.ip_address(first), ipaddress.ip_address(last)
+        return cls(lo.version, int(lo), int(hi))
+
+
+def _ip(version: int, value: int):
+    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+
+
+def block_intervals(block: IPBlock) -> list[tuple[int, int]]:
+    """The block's addresses as half-open integer intervals, `except` ranges cut out."""
+    lo = int(block.network.network_address)
+    hi = lo + block.network.num_addresses
+    out, cur = [], lo
+    for e in sorted(block.excepts, key=lambda n: int(n.network_address)):
+        a = int(e.network_address)
+        if a > cur:
+            out.append((cur, a))
+        cur = max(cur, a + e.num_addresses)
+    if cur < hi:
+        out.append((cur, hi))
+    return out
+
+
+def _rule_blocks(cluster: Cluster, direction: str) -> dict[tuple, list[IPBlock]]:
+    """The ipBlocks of each rule of one direction, by (policy index, rule index)."""
+    out: dict[tuple, list[IPBlock]] = {}
+    for i, pol in enumerate(cluster.policies):
+        for j, rule in enumerate(pol.rules(direction)):
+            blocks = [p.ip_block for p in rule.peers if p.ip_block is not None]
+            if blocks:
+                out[(i, j)] = blocks
+    return out
+
+
+def _edges(rules: dict[tuple, list[IPBlock]], cuts: Iterable[External], v6: bool) -> dict[int, list[int]]:
+    """Per address family, every point where some block or cut starts or stops."""
+    edges: dict[int, set[int]] = {4: {0, 1 << 32}, **({6: {0, 1 << 128}} if v6 else {})}
+    bounds = [(b.network.version, iv) for blocks in rules.values() for b in blocks for iv in block_intervals(b)]
+    bounds += [(c.version, (c.first, c.last + 1)) for c in cuts]
+    for version, pair in bounds:
+        edges.setdefault(version, {0, 1 << _BITS[version]}).update(pair)
+    return {v: sorted(points) for v, points in sorted(edges.items())}
+
+
+class _Atoms:
+    """One direction's external ranges, and which rules' ipBlocks hold each range."""
+
+    def __init__(self, rules: dict[tuple, list[IPBlock]], cuts: Iterable[External], v6: bool) -> None:
+        self.ranges: list[External] = []
+        self._starts: dict[int, list[int]] = {}
+        self._offset: dict[int, int] = {}
+        for version, points in _edges(rules, cuts, v6).items():
+            self._starts[version], self._offset[version] = points[:-1], len(self.ranges)
+            self.ranges += [External(version, lo, hi - 1) for lo, hi in zip(points, points[1:])]
+        held: list[set] = [set() for _ in self.ranges]
+        for key, blocks in rules.items():
+            for b in blocks:
+                starts, offset = self._starts[b.network.version], self._offset[b.network.version]
+                for lo, hi in block_intervals(b):
+                    for i in range(bisect.bisect_left(starts, lo), bisect.bisect_left(starts, hi)):
+                        held[offset + i].add(key)
+        self.signature = [(r.version, frozenset(h)) for r, h in zip(self.ranges, held)]
+
+    def held_by(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> frozenset:
+        """The keys whose blocks hold this address."""
+        if ip.version not in self._starts:
+            return frozenset()
+        i = bisect.bisect_right(self._starts[ip.version], int(ip)) - 1
+        return self.signature[self._offset[ip.version] + i][1]
+
+
+# ---- workloads ----
+
+@dataclass(frozen=True)
+class Workload:
+    name: str  # `ns/name[Kind]`, as np-guard prints it
+    namespace: str
+    pods: tuple[Pod, ...]
+
+    @property
+    def rep(self) -> Pod:
+        return self.pods[0]
+
+
+def workload_name(pod: Pod) -> str:
+    """The workload a pod belongs to: its controller (np-guard does not follow ReplicaSet to Deployment)."""
+    if pod.kind != "Pod":
+        return f"{pod.namespace}/{pod.name}[{pod.kind}]"
+    if pod.owner is not None and pod.owner[0] != "Node" and pod.owner[1]:
+        return f"{pod.namespace}/{pod.owner[1]}[{pod.owner[0] or 'Pod'}]"
+    return f"{pod.namespace}/{pod.name}[Pod]"
+
+
+@dataclass
+class _Classes:
+    """What the policies can see of a pod; pods with equal keys are interchangeable for `decide`."""
+
+    cluster: Cluster
+    opts: Options = Options()
+    selectors: list[LabelSelector] = field(default_factory=list)
+    blocks: list[IPBlock] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        sels: dict[LabelSelector, None] = {}
+        blocks: dict[IPBlock, None] = {}
+        for pol in self.cluster.policies:
+            sels[pol.pod_selector] = None
+            for rule in pol.ingress + pol.egress:
+                for peer in rule.peers:
+                    if peer.pod_selector is not None:
+                        sels[peer.pod_selector] = None
+                    if peer.ip_block is not None:
+                        blocks[peer.ip_block] = None
+        self.selectors, self.blocks = list(sels), list(blocks)
+        self._by_block = _Atoms({i: [b] for i, b in enumerate(self.blocks)}, (), False)
+        self._keys: dict[int, tuple] = {}
+
+    def key(self, pod: Pod) -> tuple:
+        found = self._keys.get(id(pod))
+        if found is None:
+            seen = self.opts.ipblock_pods or pod.host_network  # else ipBlocks never look at its address
+            found = (pod.namespace, pod.host_network,
+                     tuple(s.matches(pod.labels) for s in self.selectors),
+                     tuple(sorted((p.name, p.port, p.protocol) for p in pod.ports if p.name)),
+                     tuple((ip.version, self._by_block.held_by(ip) if seen else frozenset())
+                           for ip in pod.addresses))
+            self._keys[id(pod)] = found
+        return found
+
+
+def _group(cluster: Cluster, classes: _Classes) -> list[Workload]:
+    groups: dict[str, list[Pod]] = {}
+    for pod in cluster.pods:
+        groups.setdefault(workload_name(pod), []).append(pod)
+    out = []
+    for name, pods in groups.items():
+        if len({classes.key(p) for p in pods}) == 1:
+            out.append(Workload(name, pods[0].namespace, tuple(pods)))
+        else:  # the policies tell these pods apart: each is its own workload
+            out += [Workload(f"{p.namespace}/{p.name}[Pod]", p.namespace, (p,)) for p in pods]
+    return sorted(out, key=lambda w: w.name)
+
+
+def workloads(cluster: Cluster, opts: Options = Options()) -> list[Workload]:
+    return _group(cluster, _Classes(cluster, opts))
+
+
+# ---- connectivity ----
+
+@dataclass(frozen=True)
+class Connectivity:
+    workloads: tuple[str, ...]
+    sources: tuple[External, ...]  # external ranges as sources (cut by ingress ipBlocks)
+    destinations: tuple[External, ...]  # external ranges as destinations (cut by egress ipBlocks)
+    conns: Mapping[tuple[str, str], ConnSet]  # every allowed pair; no self pairs, no empty sets
+
+    def get(self, src: str, dst: str) -> ConnSet:
+        return self.conns.get((src, dst), NO_CONNS)
+
+    def lines(self) -> list[tuple[str, str, ConnSet]]:
+        return [(s, d, self.conns[(s, d)]) for s, d in sorted(self.conns)]
+
+    def txt(self) -> str:
+        return "\n".join(f"{s} => {d} : {c}" for s, d, c in self.lines())
+
+    def to_json(self) -> dict:
+        return {"workloads": list(self.workloads),
+                "external": {"sources": [e.name for e in self.sources],
+                             "destinations": [e.name for e in self.destinations]},
+                "connections": [{"src": s, "dst": d, "conn": str(c),
+                                 "ports": {p: [list(r) for r in rs] for p, rs in c.ranges if rs}}
+                                for s, d, c in self.lines()]}
+
+
+def _has_v6(cluster: Cluster, classes: _Classes) -> bool:
+    """IPv6 external space is shown only for clusters that use IPv6 (np-guard models IPv4 only)."""
+    return any(b.network.version == 6 for b in classes.blocks) or any(
+        ip.version == 6 for p in cluster.pods for ip in p.addresses)
+
+
+def connectivity(cluster: Cluster, opts: Options = Options(), namespaces: Iterable[str] | None = None,
+                 src_cuts: Iterable[External] = (), dst_cuts: Iterable[External] = ()) -> Connectivity:
+    """Allowed connections between every ordered pair of workloads, and with every external range.
+
+    `src_cuts`/`dst_cuts` add range boundaries (to compare with another result on common ranges).
+    """
+    classes = _Classes(cluster, opts)
+    wls = _group(cluster, classes)
+    if namespaces is not None:
+        wanted = set(namespaces)
+        wls = [w for w in wls if w.namespace in wanted]
+    v6 = _has_v6(cluster, classes)
+    src_atoms = _Atoms(_rule_blocks(cluster, INGRESS), src_cuts, v6)
+    dst_atoms = _Atoms(_rule_blocks(cluster, EGRESS), dst_cuts, v6)
+    cache: dict[tuple, ConnSet] = {}
+
+    def conn(key: tuple, src: Endpoint, dst: Endpoint) -> ConnSet:
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = canonical(connections(cluster, src, dst, opts))
+        return found
+
+    out: dict[tuple[str, str], ConnSet] = {}
+    for a in wls:
+        ka, ea = classes.key(a.rep), Endpoint(pod=a.rep)
+        for b in wls:
+            if a is not b:
+                out[(a.name, b.name)] = conn((ka, classes.key(b.rep)), ea, Endpoint(pod=b.rep))
+        for ext, sig in zip(dst_atoms.ranges, dst_atoms.signature):
+            out[(a.name, ext.name)] = conn((ka, "to", sig), ea, Endpoint(ip=ext.address))
+        for ext, sig in zip(src_atoms.ranges, src_atoms.signature):
+            out[(ext.name, a.name)] = conn(("from", sig, ka), Endpoint(ip=ext.address), ea)
+    return Connectivity(workloads=tuple(w.name for w in wls), sources=tuple(src_atoms.ranges),
+                        destinations=tuple(dst_atoms.ranges),
+                        conns={k: c for k, c in out.items() if not c.empty})
+
+
+# ---- rendering ----
+
+def render(result: Connectivity, output: str) -> str:
+    if output in ("txt", "text"):
+        return result.txt()
+    if output == "json":
+        return json.dumps(result.to_json(), indent=1)
+    if output == "md":
+        rows = ["| src | dst | connections |", "|---|---|---|"]
+        rows += [f"| {s} | {d} | {c} |" for s, d, c in result.lines()]
+        return "\n".join(rows)
+    raise ValueError(output)
+
+
+def external_ranges(cluster: Cluster) -> tuple[list[External], list[External]]:
+    """The external ranges a cluster's policies cut: (as sources, as destinations)."""
+    v6 = _has_v6(cluster, _Classes(cluster))
+    return (_Atoms(_rule_blocks(cluster, INGRESS), (), v6).ranges,
+            _Atoms(_rule_blocks(cluster, EGRESS), (), v6).ranges)

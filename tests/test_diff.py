@@ -1,0 +1,190 @@
+"""`netpol diff`: added, removed and changed workload connections, against np-guard's own outputs
+for the corpus' semanticDiff examples, and on handmade manifests through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from netpol.cli import _register, app
+from netpol.diff import diff
+from netpol.parse import build_cluster
+from netpol.workloads import NO_CONNS, External, conn_minus
+
+from test_npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws
+
+_register()
+runner = CliRunner()
+
+
+def atoms_of(names) -> list[External]:
+    """The coarsest ranges that respect every boundary of these external ranges."""
+    edges = {4: {0, 1 << 32}}
+    for name in names:
+        if name.endswith("[External]"):
+            ext = External.parse(name)
+            edges.setdefault(ext.version, {0, 1 << (32 if ext.version == 4 else 128)}).update(
+                (ext.first, ext.last + 1))
+    out = []
+    for version, points in sorted(edges.items()):
+        points = sorted(points)
+        out += [External(version, lo, hi - 1) for lo, hi in zip(points, points[1:])]
+    return out
+
+
+def port_facts(conns: dict) -> set[tuple]:
+    return {(s, d, p, lo, hi) for (s, d), c in conns.items() for p, ranges in c.ranges for lo, hi in ranges}
+
+
+SEMANTIC = [("semanticDiff-same-topologies-old1", "semanticDiff-same-topologies-new1"),
+            ("semanticDiff-same-topologies-old1", "semanticDiff-same-topologies-new3"),
+            ("semanticDiff-same-topologies-new1", "semanticDiff-same-topologies-new3"),
+            ("semanticDiff-different-topologies-policy-a-with-ipblock", "semanticDiff-different-topologies-policy-b"),
+            ("semanticDiff-different-topologies-policy-b", "semanticDiff-different-topologies-policy-a-with-ipblock")]
+
+
+@pytest.mark.skipif(not MAIN, reason="np-guard corpus not present")
+@pytest.mark.parametrize("old,new", SEMANTIC)
+def test_semantic_diff_matches_npguards_outputs(old, new):
+    """What netpol's diff opens and closes equals the difference of np-guard's two connlists,
+    port by port and address by address (on the objects as np-guard reads them)."""
+    result = diff(build_cluster(npguard_view(raws(old))), build_cluster(npguard_view(raws(new))), NPGUARD)
+    before, after = expected(old), expected(new)
+    changes = [(c.src, c.dst, c) for c in result.changes]
+    names = [n for line in before + after for n in line[:2]] + [n for c in result.changes for n in (c.src, c.dst)]
+    atoms = atoms_of(names)
+    b, a = on_atoms(before, atoms, atoms), on_atoms(after, atoms, atoms)
+    keys = set(a) | set(b)
+    want_opened = port_facts({k: conn_minus(a.get(k, NO_CONNS), b.get(k, NO_CONNS)) for k in keys})
+    want_closed = port_facts({k: conn_minus(b.get(k, NO_CONNS), a.get(k, NO_CONNS)) for k in keys})
+    opened = port_facts(on_atoms([(s, d, c.opened) for s, d, c in changes], atoms, atoms))
+    closed = port_facts(on_atoms([(s, d, c.closed) for s, d, c in changes], atoms, atoms))
+    assert (opened, closed) == (want_opened, want_closed)
+    assert result.changes and result.opens == bool(want_opened)
+    for c in result.changes:  # each line says what it is
+        assert c.kind == ("added" if c.old.empty else "removed" if c.new.empty else "changed")
+
+
+@pytest.mark.skipif(not MAIN, reason="np-guard corpus not present")
+def test_semantic_diff_of_host_network_pods_is_empty():
+    """The bank demo's pods are host-network pods: netpol polices none of them (see test_npguard),
+    so the policy edits between old1 and new1 change nothing."""
+    old, new = SEMANTIC[0]
+    assert diff(build_cluster(raws(old)), build_cluster(raws(new)), NPGUARD).changes == ()
+
+
+@pytest.mark.skipif(not MAIN, reason="np-guard corpus not present")
+def test_semantic_diff_names_workloads_and_merges_ranges():
+    old, new = SEMANTIC[3]
+    result = diff(build_cluster(npguard_view(raws(old))), build_cluster(npguard_view(raws(new))), NPGUARD)
+    lines = {(c.kind, c.src, c.dst, str(c.old), str(c.new), c.note) for c in result.changes}
+    # policy a admitted 10.0.0.0/8 except 10.10.0.0/16 (and app-2) to app-1; b drops that policy,
+    # so the rest of the address space is opened, as one range on each side of 10/8 and the hole
+    app1 = "default/cog-agents-1[DaemonSet]"
+    assert ("added", "0.0.0.0-9.255.255.255[External]", app1, "No Connections", "All Connections", "") in lines
+    assert ("added", "10.10.0.0-10.10.255.255[External]", app1, "No Connections", "All Connections", "") in lines
+    assert ("added", "11.0.0.0-255.255.255.255[External]", app1, "No Connections", "All Connections", "") in lines
+    assert not any(c.dst == app1 and c.src.startswith("10.0.0.0") for c in result.changes)
+    assert ("removed", "default/cog-agents-0[DaemonSet]", "default/cog-agents-3[DaemonSet]", "All Connections",
+            "No Connections", "workload removed") in lines
+
+
+# ---- the CLI on handmade manifests ----
+
+APPS = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec: {template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec: {template: {metadata: {labels: {app: api}}, spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: shop}
+spec: {template: {metadata: {labels: {app: db}}, spec: {containers: [{name: c}]}}}
+"""
+
+
+def policy(name: str, selector: str, spec: str) -> str:
+    return (f"---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: shop}}\n"
+            f"spec:\n  podSelector: {{matchLabels: {{app: {selector}}}}}\n{spec}")
+
+
+BASE = [policy("api-in", "api", "  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]\n"),
+        policy("db-in", "db", "  ingress: [{from: [{podSelector: {matchLabels: {app: api}}}], ports: [{port: 5432}]}]\n"),
+        policy("db-out", "db", "  policyTypes: [Egress]\n")]
+HEAD = [policy("api-in", "api", "  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], "
+                                "ports: [{port: http}, {port: 9090}]}]\n"),
+        policy("db-in", "db", "  ingress: []\n"),
+        policy("db-out", "db", "  policyTypes: [Egress]\n  egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}}], "
+                               "ports: [{protocol: UDP, port: 53}]}]\n")]
+
+
+def checkout(tmp_path, name: str, policies: list[str]):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "apps.yaml").write_text(APPS)
+    (folder / "policies.yaml").write_text("".join(policies))
+    return str(folder)
+
+
+def run(*args):
+    out = runner.invoke(app, ["diff", *args])
+    return out.exit_code, out.output
+
+
+def test_cli_added_removed_changed(tmp_path):
+    base, head = checkout(tmp_path, "base", BASE), checkout(tmp_path, "head", HEAD)
+    code, text = run(base, head)
+    assert code == 0, text
+    assert text.splitlines() == [
+        "Connectivity changes: 1 added, 1 changed, 1 removed; opens new connections",
+        "added    shop/db[Deployment] => 10.0.0.0-10.255.255.255[External] : UDP 53",
+        "changed  shop/web[Deployment] => shop/api[Deployment] : TCP 8080 -> TCP 8080,9090  (opens TCP 9090)",
+        "removed  shop/api[Deployment] => shop/db[Deployment] : TCP 5432",
+    ]
+    assert run(base, head, "--fail-on-added")[0] == 1
+    code, text = run(head, base, "--fail-on-added")  # the reverse closes, and opens 5432 again
+    assert code == 1 and "added    shop/api[Deployment] => shop/db[Deployment] : TCP 5432" in text
+    assert "closes TCP 9090" in text
+
+
+def test_cli_only_closing_passes(tmp_path):
+    head = list(BASE)
+    head[0] = policy("api-in", "api", "  ingress: []\n")
+    code, text = run(checkout(tmp_path, "base", BASE), checkout(tmp_path, "head", head), "--fail-on-added")
+    assert code == 0
+    assert text.splitlines()[1:] == ["removed  shop/web[Deployment] => shop/api[Deployment] : TCP 8080"]
+    code, text = run(checkout(tmp_path, "same", BASE), str(tmp_path / "base"), "--fail-on-added")
+    assert (code, text.strip()) == (0, "No connectivity changes.")
+
+
+def test_cli_json_and_md(tmp_path):
+    base, head = checkout(tmp_path, "base", BASE), checkout(tmp_path, "head", HEAD)
+    code, text = run(base, head, "-o", "json")
+    doc = json.loads(text)
+    assert doc["summary"] == {"added": 1, "changed": 1, "removed": 1, "opens": True}
+    changed = next(c for c in doc["changes"] if c["type"] == "changed")
+    assert changed == {"type": "changed", "src": "shop/web[Deployment]", "dst": "shop/api[Deployment]",
+                       "old": "TCP 8080", "new": "TCP 8080,9090", "opened": "TCP 9090", "closed": "No Connections"}
+    code, md = run(base, head, "-o", "md")
+    lines = md.splitlines()
+    assert lines[0] == "### NetworkPolicy connectivity changes"
+    assert "| source | destination | before | after |" in md
+    assert "| ➕ added | `shop/db[Deployment]` | `10.0.0.0-10.255.255.255[External]` | No Connections | UDP 53 |" in lines
+    assert sum(line.startswith("| ") for line in lines) == 1 + 3  # header and three changes
+
+
+def test_cli_input_errors(tmp_path):
+    base = checkout(tmp_path, "base", BASE)
+    bad = checkout(tmp_path, "bad", [policy("x", "api", "  ingress: [{ports: [{port: 70000}]}]\n")])
+    code, text = run(base, bad)
+    assert code == 2 and "policies.yaml:7" in text and "Traceback" not in text
+    assert run(base, str(tmp_path / "missing"))[0] == 2
+    assert run(base, base, "-o", "xml")[0] == 2
