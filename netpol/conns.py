@@ -31,8 +31,11 @@ class ConnSet:
         full = ((1, MAX_PORT),)
         return dict(self.ranges) == {p: full for p in PROTOCOLS}
 
+    def ranges_of(self, protocol: str) -> Ranges:
+        return dict(self.ranges).get(protocol, ())
+
     def allows(self, protocol: str, port: int) -> bool:
-        return any(lo <= port <= hi for lo, hi in dict(self.ranges).get(protocol, ()))
+        return any(lo <= port <= hi for lo, hi in self.ranges_of(protocol))
 
     def __str__(self) -> str:
         if self.everything:
@@ -47,8 +50,8 @@ class ConnSet:
         return ",".join(parts)
 
 
-def _edges(cluster: Cluster, src: Endpoint, dst: Endpoint, protocol: str) -> list[int]:
-    """Ports where some relevant rule's port set starts or stops."""
+def port_edges(cluster: Cluster, src: Endpoint, dst: Endpoint, protocol: str) -> list[int]:
+    """Ports where some relevant rule's port set starts or stops (with 1 and 65536 as the outer edges)."""
     edges = {1, MAX_PORT + 1}
     namespaces = {ep.pod.namespace for ep in (src, dst) if ep.pod is not None}
     for ns in namespaces:
@@ -68,7 +71,7 @@ def _edges(cluster: Cluster, src: Endpoint, dst: Endpoint, protocol: str) -> lis
 def connections(cluster: Cluster, src: Endpoint, dst: Endpoint, opts: Options = Options()) -> ConnSet:
     out = []
     for proto in sorted(PROTOCOLS):
-        edges = _edges(cluster, src, dst, proto)
+        edges = port_edges(cluster, src, dst, proto)
         ranges: list[tuple[int, int]] = []
         for lo, nxt in zip(edges, edges[1:]):
             if decide(cluster, src, dst, lo, proto, opts).allowed:

@@ -20,7 +20,7 @@ def api_client(kubeconfig: str | None, context: str | None):
             return client.ApiClient()
         except ConfigException:
             return config.new_client_from_config()
-    except (ConfigException, OSError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001  (a broken kubeconfig raises YAML, OS, type and config errors)
         raise NetpolError(f"no input: give -f/--filename, or a cluster through --kubeconfig/--context "
                           f"({exc})") from None
 

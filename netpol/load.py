@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import io
+import contextlib
+import gc
+import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+import yaml
 
 from .errors import InputError
 
 SUFFIXES = (".yaml", ".yml", ".json")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 Path_ = tuple[str | int, ...]
 
 
@@ -34,6 +35,7 @@ class RawObject:
     data: dict
     source: Source
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
+    cols: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)  # 1-based, as lines
 
     @property
     def kind(self) -> str:
@@ -47,6 +49,14 @@ class RawObject:
                 return line
         return self.source.line
 
+    def position(self, path: Path_) -> tuple[int, int]:
+        """(line, column) of a field, or of its closest ancestor we know; column 0 when unknown."""
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:cut]))
+            if line:
+                return line, self.cols.get(tuple(path[:cut]), 0)
+        return self.source.line, 0
+
     def error(self, message: str, path: Path_) -> InputError:
         return InputError(message, self.source.file, self.line_of(path), _dotted(path))
 
@@ -58,77 +68,119 @@ def _dotted(path: Path_) -> str:
     return out
 
 
-def _plain(node, path: Path_, lines: dict[Path_, int]):
-    """Convert ruamel's round-trip nodes to dicts/lists, recording 1-based lines per path."""
-    if isinstance(node, CommentedMap):
+_CONSTRUCT = yaml.constructor.SafeConstructor()
+
+
+def _scalar(node: yaml.ScalarNode):
+    """A scalar as YAML 1.1 reads it (what kubectl's YAML decoder does: `yes` is a boolean)."""
+    tag = node.tag
+    if tag == "tag:yaml.org,2002:str":
+        return node.value
+    return _CONSTRUCT.construct_object(node, deep=True)
+
+
+def _plain(node, path: Path_, lines: dict[Path_, int], cols: dict[Path_, int]):
+    """Convert composed YAML nodes to dicts/lists, recording 1-based lines and columns per path."""
+    if isinstance(node, yaml.MappingNode):
         out = {}
-        for key, value in node.items():
-            sub = path + (str(key),)
-            try:
-                lines[sub] = node.lc.key(key)[0] + 1
-            except (KeyError, TypeError, AttributeError):
-                pass
-            out[str(key)] = _plain(value, sub, lines)
+        for key_node, value_node in node.value:
+            key = str(_plain(key_node, (), {}, {}))
+            if key in out:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            sub = path + (key,)
+            lines[sub], cols[sub] = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            out[key] = _plain(value_node, sub, lines, cols)
         return out
-    if isinstance(node, CommentedSeq):
+    if isinstance(node, yaml.SequenceNode):
         out = []
-        for i, value in enumerate(node):
+        for i, value_node in enumerate(node.value):
             sub = path + (i,)
-            try:
-                lines[sub] = node.lc.item(i)[0] + 1
-            except (KeyError, TypeError, AttributeError, IndexError):
-                pass
-            out.append(_plain(value, sub, lines))
+            lines[sub], cols[sub] = value_node.start_mark.line + 1, value_node.start_mark.column + 1
+            out.append(_plain(value_node, sub, lines, cols))
         return out
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    return node
+    return _scalar(node)
 
 
-def _split(doc: dict, lines: dict[Path_, int], file: str) -> Iterator[RawObject]:
+def _split(doc: dict, lines: dict[Path_, int], file: str,
+           cols: dict[Path_, int] | None = None) -> Iterator[RawObject]:
     """Expand `kind: List` and typed lists (PodList, ...) into their items."""
     kind = str(doc.get("kind") or "")
     items = doc.get("items")
+    cols = cols or {}
     if kind.endswith("List") and isinstance(items, list):
         item_kind = kind[:-4]
+        per_item: dict[int, tuple[dict, dict]] = {}
+        for p, ln in lines.items():  # one pass, not one per item
+            if len(p) > 2 and p[0] == "items":
+                sub_lines, sub_cols = per_item.setdefault(p[1], ({}, {}))
+                sub_lines[p[2:]] = ln
+                sub_cols[p[2:]] = cols.get(p, 0)
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 continue
-            prefix = ("items", i)
-            sub = {p[2:]: ln for p, ln in lines.items() if p[:2] == prefix}
             if item_kind and "kind" not in item:
                 item = {**item, "kind": item_kind}
-            yield RawObject(item, Source(file, lines.get(prefix, 0)), sub)
+            sub_lines, sub_cols = per_item.get(i, ({}, {}))
+            yield RawObject(item, Source(file, lines.get(("items", i), 0)), sub_lines, sub_cols)
         return
-    yield RawObject(doc, Source(file, 1 if not lines else min(lines.values())), lines)
+    yield RawObject(doc, Source(file, 1 if not lines else min(lines.values())), lines, cols)
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str) -> InputError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        return InputError(f"invalid YAML: {exc.problem or exc.context}", file, mark.line + 1 if mark else None)
+    return InputError(f"invalid YAML: {exc}", file)
+
+
+def _documents(text: str, file: str) -> list:
+    try:
+        return list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        if file.endswith(".json"):  # JSON that YAML refuses (tabs): read it without line numbers
+            try:
+                return [json.loads(text)]
+            except ValueError as jexc:
+                raise InputError(f"invalid JSON: {jexc.args[0]}", file, getattr(jexc, "lineno", None)) from None
+        raise _yaml_error(exc, file) from None
+    except ValueError as exc:  # a scalar the constructor cannot read
+        raise InputError(f"invalid YAML: {exc}", file) from None
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Building many small objects that all stay alive makes the cyclic GC rescan them again and
+    again (10x slower loads); nothing we build here is garbage, so pause it meanwhile."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def parse_text(text: str, file: str) -> list[RawObject]:
-    yaml = YAML(typ="rt")
-    try:
-        docs = list(yaml.load_all(io.StringIO(text)))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise InputError(f"invalid YAML: {exc.problem or exc.context}", file, line) from None
-    except YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", file) from None
+    with gc_paused():
+        return _parse_text(text, file)
+
+
+def _parse_text(text: str, file: str) -> list[RawObject]:
     out: list[RawObject] = []
-    for doc in docs:
-        if doc is None:
-            continue
+    for doc in _documents(text, file):
+        if doc is None or (isinstance(doc, yaml.ScalarNode) and doc.tag == "tag:yaml.org,2002:null"):
+            continue  # an empty document
         lines: dict[Path_, int] = {}
-        plain = _plain(doc, (), lines)
+        cols: dict[Path_, int] = {}
+        try:
+            plain = doc if not isinstance(doc, yaml.Node) else _plain(doc, (), lines, cols)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc, file) from None
         if not isinstance(plain, dict):
-            raise InputError("a document must be a mapping (a Kubernetes object)", file,
-                             getattr(getattr(doc, "lc", None), "line", -1) + 1 or None)
-        out.extend(_split(plain, lines, file))
+            line = doc.start_mark.line + 1 if isinstance(doc, yaml.Node) else None
+            raise InputError("a document must be a mapping (a Kubernetes object)", file, line)
+        out.extend(_split(plain, lines, file, cols))
     return out
 
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 
 from .errors import InputError
-from .load import Path_, RawObject
+from .load import Path_, RawObject, gc_paused
 from .model import (NS_NAME_LABEL, PROTOCOLS, WORKLOAD_KINDS, Cluster, ContainerPort, IPBlock,
                     LabelSelector, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Requirement,
                     Rule, Service, ServicePort)
@@ -36,8 +36,10 @@ class _At:
                 node = None
             if node is None:
                 return default
-        if kind is not None and not isinstance(node, kind):
-            raise self.fail(f"expected {_kind_name(kind)}, got {type(node).__name__}", path)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int to Python, never to the API server
+        if kind is not None and (not isinstance(node, kind) or (isinstance(node, bool) and bool not in kinds)):
+            raise self.fail(f"expected {_kind_name(kind)}, got {_type_name(node)}", path)
         return node
 
     def items(self, path: Path_) -> list:
@@ -45,7 +47,19 @@ class _At:
 
     def labels(self, path: Path_) -> dict[str, str]:
         found = self.get(path, dict, {})
-        return {str(k): "" if v is None else str(v) for k, v in found.items()}
+        for k, v in found.items():
+            if v is not None and not isinstance(v, str):
+                raise self.fail(f"value {v!r} must be a string (quote it: \"{_yaml_scalar(v)}\")", path + (k,))
+        return {str(k): "" if v is None else v for k, v in found.items()}
+
+
+def _type_name(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _yaml_scalar(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _kind_name(kind) -> str:
@@ -72,6 +86,9 @@ def _selector(at: _At, path: Path_) -> LabelSelector:
             raise at.fail(f"operator {op} needs at least one value", p + ("values",))
         if op in ("Exists", "DoesNotExist") and values:
             raise at.fail(f"operator {op} must not have values", p + ("values",))
+        for j, v in enumerate(values):
+            if not isinstance(v, str):
+                raise at.fail(f"value {v!r} must be a string (quote it: \"{_yaml_scalar(v)}\")", p + ("values", j))
         reqs.append(Requirement(key=key, operator=op, values=frozenset(str(v) for v in values)))
     return LabelSelector(match_labels=labels, match_expressions=tuple(reqs))
 
@@ -176,14 +193,15 @@ def network_policy(raw: RawObject) -> NetworkPolicy:
     namespace, name = _meta(at)
     at.get(("spec",), dict)
     types = at.items(("spec", "policyTypes"))
+    if len(types) > 2:
+        raise at.fail("may not specify more than two policyTypes", ("spec", "policyTypes"))
     for i, t in enumerate(types):
         if t not in ("Ingress", "Egress"):
             raise at.fail(f"policyTypes entry {t!r} must be Ingress or Egress", ("spec", "policyTypes", i))
     ingress, egress = _rules(at, "ingress"), _rules(at, "egress")
     if not types:  # the API server's default: Ingress, plus Egress when egress rules exist
         types = ["Ingress"] + (["Egress"] if egress else [])
-    if at.get(("spec", "podSelector")) is None:
-        raise at.fail("podSelector is required (use {} to select every pod)", ("spec",))
+    # an absent or null podSelector is the empty selector: the API server accepts it (kubernetes#131354)
     return NetworkPolicy(namespace=namespace, name=name, pod_selector=_selector(at, ("spec", "podSelector")),
                          ingress=ingress, egress=egress, policy_types=frozenset(types),
                          annotations=_annotations(at), source=raw.source)
@@ -206,14 +224,16 @@ def _container_ports(at: _At, spec: Path_) -> tuple[ContainerPort, ...]:
 
 
 def _pod_ips(at: _At) -> tuple[str, ...]:
-    ips = [at.get(("status", "podIPs", i, "ip"), str) for i, _ in enumerate(at.items(("status", "podIPs")))]
-    ips = [ip for ip in ips if ip] or [ip for ip in [at.get(("status", "podIP"), str)] if ip]
-    for i, ip in enumerate(ips):
+    found = [(("status", "podIPs", i, "ip"), at.get(("status", "podIPs", i, "ip"), str))
+             for i, _ in enumerate(at.items(("status", "podIPs")))]
+    found = [(p, ip) for p, ip in found if ip] or [
+        (("status", "podIP"), ip) for ip in [at.get(("status", "podIP"), str)] if ip]
+    for path, ip in found:
         try:
             ipaddress.ip_address(ip)
         except ValueError:
-            raise at.fail(f"invalid IP address {ip!r}", ("status", "podIPs", i)) from None
-    return tuple(dict.fromkeys(ips))
+            raise at.fail(f"invalid IP address {ip!r}", path) from None
+    return tuple(dict.fromkeys(ip for _, ip in found))
 
 
 def _owner(at: _At) -> tuple[str, str] | None:
@@ -268,6 +288,11 @@ def service(raw: RawObject) -> Service:
 
 
 def build_cluster(raws: Iterable[RawObject]) -> Cluster:
+    with gc_paused():
+        return _build_cluster(raws)
+
+
+def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     """Every object we understand becomes a model; unknown kinds are skipped."""
     namespaces: dict[str, Namespace] = {}
     pods: list[Pod] = []
@@ -301,7 +326,7 @@ def build_cluster(raws: Iterable[RawObject]) -> Cluster:
             services.append(service(raw))
         else:
             pods.append(workload(raw))
-    for name in {p.namespace for p in pods} | {p.namespace for p in policies} | {"default"}:
+    for name in {o.namespace for o in (*pods, *policies, *services)} | {"default"}:
         namespaces.setdefault(name, Namespace(name=name, labels={NS_NAME_LABEL: name}))
     return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),
                    services=tuple(services))

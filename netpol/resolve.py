@@ -48,8 +48,9 @@ def endpoint(cluster: Cluster, text: str) -> Endpoint:
         return Endpoint(pod=cluster.by_address.get(ip), ip=ip)
     key = text
     parts = text.split("/")
-    if len(parts) == 3:
-        key = f"{parts[0]}/{parts[1].lower()}/{parts[2]}"
+    if len(parts) == 3:  # ns/kind/name; ns/pod/name is a pod
+        kind = parts[1].lower()
+        key = f"{parts[0]}/{parts[2]}" if kind == "pod" else f"{parts[0]}/{kind}/{parts[2]}"
     elif len(parts) != 2:
         raise QueryError(f"{text!r}: expected ns/pod, ns/kind/name or an IP address")
     pod = cluster.by_key.get(key)

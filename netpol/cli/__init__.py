@@ -19,7 +19,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def _register() -> None:
     from . import query  # noqa: F401  (commands register on import)
-    for optional in ("enforce", "lab", "lint", "agent"):
+    for optional in ("enforce", "lab", "lint", "agent", "review"):
         try:
             __import__(f"{__name__}.{optional}")
         except ModuleNotFoundError as exc:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..conns import ConnSet, connections
+from ..conns import MAX_PORT, ConnSet, connections, port_edges
 from ..decide import Verdict, decide
 from ..errors import QueryError
 from ..matrix import Matrix, PortQuery, compute
@@ -17,8 +17,6 @@ from ..model import PROTOCOLS
 from ..resolve import Endpoint, endpoint
 from . import app
 from .common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
-
-Protocol = Annotated[str, typer.Option("--protocol", help="TCP, UDP or SCTP.")]
 
 
 def _protocol(value: str) -> str:
@@ -38,18 +36,21 @@ def _port(value: str) -> int | str:
 
 
 def _resolve_named(dst: Endpoint, name: str, protocol: str) -> int:
-    ports = [p for p in (dst.pod.named_port(name) if dst.pod else []) if p.protocol == protocol]
+    if dst.pod is None:
+        raise QueryError(f"--port {name}: {dst.label} is an address, not a pod; a port name needs a pod")
+    ports = [p for p in dst.pod.named_port(name) if p.protocol == protocol]
     if not ports:
         raise QueryError(f"--port {name}: {dst.label} declares no {protocol} port named {name!r}")
     return ports[0].port
 
 
-def _text(v: Verdict, conns: ConnSet | None = None) -> str:
-    head = f"{'ALLOWED' if v.allowed else 'DENIED'}: {v.src} -> {v.dst} {v.protocol}/{v.port}"
+def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None) -> str:
+    head = f"{'ALLOWED' if allowed else 'DENIED'}: {v.src} -> {v.dst} {v.protocol}/{v.port}"
     if conns is not None:
-        head = f"{'DENIED' if conns.empty else 'ALLOWED'}: {v.src} -> {v.dst}: {conns}\n" \
-               f"  at {v.protocol}/{v.port}:"
-    return "\n".join([head, f"  egress:  {v.egress.reason}", f"  ingress: {v.ingress.reason}"])
+        head = f"{'ALLOWED' if allowed else 'DENIED'}: {v.src} -> {v.dst}: {conns}\n  at {v.protocol}/{v.port}:"
+    # one isolating policy per line: a pod selected by several policies gets one reason from each
+    return "\n".join([head, "  egress:  " + v.egress.reason.replace(" | ", "\n           "),
+                      "  ingress: " + v.ingress.reason.replace(" | ", "\n           ")])
 
 
 @app.command()
@@ -57,7 +58,8 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
           dst: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP address")],
           port: Annotated[Optional[str], typer.Option(
               "--port", "-p", help="Port number or the destination's port name; omitted: every port.")] = None,
-          protocol: Protocol = "TCP",
+          protocol: Annotated[Optional[str], typer.Option(
+              "--protocol", help="TCP, UDP or SCTP (default TCP; without --port: any protocol).")] = None,
           output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
           filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
           ipblock_pods: IpblockPods = "true") -> None:
@@ -65,32 +67,38 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
     with user_errors():
         if output not in ("text", "json"):
             raise QueryError(f"-o {output!r}: expected text or json")
-        proto = _protocol(protocol)
+        proto = _protocol(protocol) if protocol is not None else None
+        number = _port(port) if port is not None else None
+        opts = options(ipblock_pods)
         cluster = cluster_from(filename, kubeconfig, context)
         s, d = endpoint(cluster, src), endpoint(cluster, dst)
-        opts = options(ipblock_pods)
         conns = None
-        if port is None:  # every port: the verdict shown is at the first allowed port, if any
+        if number is None:  # every port: the verdict shown is at the first allowed port, if any
             conns = connections(cluster, s, d, opts)
-            number = _first_port(conns, proto)
-        else:
-            number = _port(port)
-            if isinstance(number, str):
-                number = _resolve_named(d, number, proto)
-        verdict = decide(cluster, s, d, number, proto, opts)
+            proto, number = _where_to_show(cluster, s, d, conns, proto)
+            allowed = any(conns.ranges_of(p) for p in ([proto] if protocol is not None else PROTOCOLS))
+        elif isinstance(number, str):
+            number = _resolve_named(d, number, proto or "TCP")
+        verdict = decide(cluster, s, d, number, proto or "TCP", opts)
     doc = verdict.contract()
     if conns is not None:
-        doc.update(port=None, allowed=not conns.empty, connections=str(conns))
-    typer.echo(json.dumps(doc, indent=2) if output == "json" else _text(verdict, conns))
+        doc.update(port=None, allowed=allowed, connections=str(conns))
+    typer.echo(json.dumps(doc, indent=2) if output == "json" else _text(verdict, doc["allowed"], conns))
     raise typer.Exit(0 if doc["allowed"] else 1)
 
 
-def _first_port(conns: ConnSet, protocol: str) -> int:
-    ranges = dict(conns.ranges)
-    for proto in [protocol] + sorted(ranges):
-        if ranges.get(proto):
-            return ranges[proto][0][0]
-    return 1
+def _where_to_show(cluster, src: Endpoint, dst: Endpoint, conns: ConnSet, protocol: str | None) -> tuple[str, int]:
+    """Where to explain the verdict when no port was asked: the first allowed port (TCP first), else
+    the first port a relevant rule names, so the reason speaks of peers rather than of port 1."""
+    protos = [protocol] if protocol else ["TCP", "UDP", "SCTP"]
+    for proto in protos:
+        if conns.ranges_of(proto):
+            return proto, conns.ranges_of(proto)[0][0]
+    for proto in protos:
+        named = [e for e in port_edges(cluster, src, dst, proto) if 1 < e <= MAX_PORT]
+        if named:
+            return proto, named[0]
+    return protos[0], 1
 
 
 def _render_text(m: Matrix) -> str:
@@ -138,11 +146,19 @@ def matrix(port: Annotated[Optional[list[str]], typer.Option("--port", "-p", hel
            namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Repeatable.")] = None,
            output: Annotated[str, typer.Option("-o", "--output", help="text, json, csv or md")] = "text",
            filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
-           ipblock_pods: IpblockPods = "true") -> None:
+           ipblock_pods: IpblockPods = "true",
+           workloads: Annotated[bool, typer.Option(
+               "--workloads", help="Workload-level connections over every port, as np-guard lists them "
+                                   "(-o txt, json or md).")] = False) -> None:
     """Every ordered pair of pods (and workloads), for each port and protocol."""
+    if workloads:
+        from .review import workload_matrix
+        return workload_matrix(bool(port or protocol), namespace, output, filename, kubeconfig, context,
+                               ipblock_pods)
     with user_errors():
         if output not in RENDERERS:
-            raise QueryError(f"-o {output!r}: expected text, json, csv or md")
+            hint = " (txt is for --workloads)" if output == "txt" else ""
+            raise QueryError(f"-o {output!r}: expected text, json, csv or md{hint}")
         protos = [_protocol(p) for p in (protocol or ["TCP"])]
         queries = [PortQuery(_port(p), proto) for p in (port or ["80"]) for proto in protos]
         cluster = cluster_from(filename, kubeconfig, context)

@@ -1,0 +1,58 @@
+"""`netpol lint`: find mistakes in NetworkPolicies before they reach a cluster."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import NetpolError
+from ..lint import lint as run_lint
+from ..lint import load_settings
+from ..lint.output import FORMATS, explain
+from ..lint.registry import all_checks
+from . import app
+from .common import options, user_errors
+
+
+@app.command()
+def lint(paths: Annotated[Optional[list[str]], typer.Argument(
+             help="Files or folders (recursive) of Kubernetes objects, or - for stdin.", show_default=False)] = None,
+         filename: Annotated[Optional[list[str]], typer.Option(
+             "-f", "--filename", help="More input, as PATH; repeatable.")] = None,
+         output: Annotated[str, typer.Option("-o", "--output", help="text, json, sarif or github")] = "text",
+         fail_on: Annotated[Optional[str], typer.Option(
+             "--fail-on", metavar="error|warning|info", help="Exit 1 on findings this severe or worse [error].",
+             show_default=False)] = None,
+         select: Annotated[Optional[str], typer.Option(
+             "--select", metavar="CODES", help="Only these checks: codes or prefixes, comma-separated; ALL.")] = None,
+         ignore: Annotated[Optional[str], typer.Option(
+             "--ignore", metavar="CODES", help="Skip these checks (added to the configured ignores).")] = None,
+         tenant_label: Annotated[Optional[str], typer.Option(
+             "--tenant-label", metavar="KEY", help="Namespace label naming tenants; turns NP011 on.")] = None,
+         ipblock_pods: Annotated[Optional[str], typer.Option(
+             "--ipblock-pods", metavar="true|false", help="Whether ipBlock peers match pod addresses [true].",
+             show_default=False)] = None,
+         config: Annotated[Optional[str], typer.Option(
+             "--config", metavar="PYPROJECT", help="Settings file (default: nearest pyproject.toml with "
+             "[tool.netpol.lint]).")] = None,
+         explain_code: Annotated[Optional[str], typer.Option(
+             "--explain", metavar="CODE", help="Explain a check and exit.")] = None) -> None:
+    """Lint NetworkPolicies (with the pods and namespaces given). Exit 0 clean, 1 findings, 2 input error."""
+    with user_errors():
+        if explain_code is not None:
+            code = explain_code.strip().upper()
+            if code not in all_checks():
+                raise NetpolError(f"--explain {explain_code!r}: no such check (see `netpol lint --explain NP001`..)")
+            typer.echo(explain(code))
+            raise typer.Exit(0)
+        if output not in FORMATS:
+            raise NetpolError(f"-o {output!r}: expected {', '.join(FORMATS)}")
+        inputs = list(paths or []) + list(filename or [])
+        if not inputs:
+            raise NetpolError("no input: give PATH... (files, folders or -)")
+        settings = load_settings(config).with_cli(
+            select, ignore, fail_on, tenant_label, None if ipblock_pods is None else options(ipblock_pods).ipblock_pods)
+        report = run_lint(inputs, settings)
+    typer.echo(FORMATS[output](report.findings))
+    raise typer.Exit(report.exit_code(settings.fail_on))

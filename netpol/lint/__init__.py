@@ -1,0 +1,11 @@
+"""`netpol lint`: checks over policies and the pods they apply to, reported like a compiler would.
+
+    report = lint(["deploy/"], load_settings())      # Report(findings, timings)
+    print(output.text(report.findings)); report.exit_code("error")
+"""
+
+from .config import Settings, load_settings
+from .engine import Finding, Report, lint, run_checks
+from .registry import CHECKS, Check, all_checks
+
+__all__ = ["CHECKS", "Check", "Finding", "Report", "Settings", "all_checks", "lint", "load_settings", "run_checks"]

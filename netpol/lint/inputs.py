@@ -1,0 +1,129 @@
+"""Load lint input: every readable object becomes a model next to its raw object; bad input becomes findings.
+
+`parse.build_cluster` stops at the first error, as the other commands want. Lint wants all errors and the
+rest of the input, so a failing build is retried object by object to find and drop the culprits.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..errors import InputError
+from ..load import Path_, RawObject, _files, parse_text
+from ..model import Cluster, NetworkPolicy, Pod
+from ..parse import build_cluster
+from .registry import Location
+
+
+@dataclass
+class Input:
+    cluster: Cluster
+    raws: list[RawObject]
+    errors: list[tuple[Location, str]]
+
+    def __post_init__(self) -> None:
+        self._by_ident = {_ident(r): r for r in self.raws}
+
+    def raw_of(self, kind: str, namespace: str, name: str) -> RawObject | None:
+        return self._by_ident.get((kind, namespace if kind != "Namespace" else "", name))
+
+    def policy_raw(self, policy: NetworkPolicy) -> RawObject | None:
+        return self.raw_of("NetworkPolicy", policy.namespace, policy.name)
+
+    def pod_raw(self, pod: Pod) -> RawObject | None:
+        return self.raw_of(pod.kind, pod.namespace, pod.name)
+
+
+def _ident(raw: RawObject) -> tuple[str, str, str]:
+    meta = raw.data.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    ns = "" if raw.kind == "Namespace" else str(meta.get("namespace") or "default")
+    return raw.kind, ns, str(meta.get("name") or "")
+
+
+def _error(exc: InputError, raw: RawObject | None = None) -> tuple[Location, str]:
+    col = 0
+    if raw is not None and exc.field:
+        line, col = raw.position(_path(exc.field))
+        col = col if line == exc.line else 0
+    what = f"{exc.field}: " if exc.field else ""
+    return Location(exc.file or "<input>", exc.line or 0, col, None), what + exc.message
+
+
+def _path(dotted: str) -> Path_:
+    """`spec.ingress[0].from[1]` -> ('spec', 'ingress', 0, 'from', 1)."""
+    out: list[str | int] = []
+    for part in dotted.split("."):
+        name, *idx = re.split(r"\[(\d+)\]", part)
+        if name:
+            out.append(name)
+        out.extend(int(i) for i in idx if i)
+    return tuple(out)
+
+
+def _excluded(file: str, patterns: tuple[str, ...], root: str) -> bool:
+    rel = os.path.relpath(file, root)
+    return any(fnmatch.fnmatch(f, p) for p in patterns for f in (file, rel, os.path.basename(file)))
+
+
+def read(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -> tuple[list[RawObject], list]:
+    """All objects from the paths; unreadable files and paths become errors, the rest goes on."""
+    raws: list[RawObject] = []
+    errors: list[tuple[Location, str]] = []
+    for path in paths:
+        try:
+            files = ["-"] if path == "-" else [os.path.normpath(f) for f in _files(path)]
+        except InputError as exc:
+            errors.append(_error(exc))
+            continue
+        for file in files:
+            if file != "-" and _excluded(file, exclude, root):
+                continue
+            try:
+                if file == "-":
+                    raws.extend(parse_text(sys.stdin.read(), "<stdin>"))
+                    continue
+                with open(file, encoding="utf-8") as fh:
+                    text = fh.read()
+                raws.extend(parse_text(text, file))
+            except InputError as exc:
+                errors.append(_error(exc))
+            except (OSError, UnicodeDecodeError) as exc:
+                errors.append((Location(file), f"cannot read: {exc}"))
+    return raws, errors
+
+
+def build(raws: list[RawObject]) -> tuple[Cluster, list[RawObject], list]:
+    """The cluster of the valid objects, those objects, and an error for each invalid one."""
+    try:
+        return build_cluster(raws), raws, []
+    except InputError:
+        pass
+    good, errors = [], []
+    for raw in raws:  # errors within one object
+        try:
+            build_cluster([raw])
+            good.append(raw)
+        except InputError as exc:
+            errors.append(_error(exc, raw))
+    while True:  # errors between objects (duplicates): drop the object the error points at
+        try:
+            return build_cluster(good), good, errors
+        except InputError as exc:
+            culprit = next((r for r in good if r.source.file == exc.file
+                            and r.line_of(("metadata", "name")) == exc.line), None)
+            if culprit is None:
+                raise
+            good.remove(culprit)
+            errors.append(_error(exc, culprit))
+
+
+def load(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -> Input:
+    raws, errors = read(paths, exclude, root)
+    cluster, good, more = build(raws)
+    return Input(cluster, good, errors + more)
