@@ -1,0 +1,12 @@
+"""The node agent (`netpol enforce --watch`): watch the API, keep this node's table in step.
+
+watch (source) → store (pure, in memory) → debounce (reconcile) → Cluster → compile → render →
+apply, one libnftables transaction per batch. `run(cfg)` runs it as a process; `Agent(cfg)` is
+the Python API.
+"""
+
+from .reconcile import BatchReport, Built
+from .run import Agent, AgentConfig, node_from_env, run
+from .store import Event, Snapshot, Store
+
+__all__ = ["Agent", "AgentConfig", "BatchReport", "Built", "Event", "Snapshot", "Store", "node_from_env", "run"]

@@ -1,0 +1,218 @@
+"""The reconcile loop: events → store → (debounce) → Cluster → build → one apply per batch.
+
+Runs on one thread, the only one that touches the store. A batch starts with the first event
+after a quiet period and closes `debounce` seconds later, taking everything queued by then, so
+a steady stream of events cannot starve it and every batch is one libnftables transaction (a
+pod's deletion and the reuse of its address land together). Nothing is compiled before every
+kind has been listed once: a partial view (pods but no policies yet) would open everything.
+A failed batch keeps the previous rules and is retried with backoff; every `resync_period` the
+live table is compared with the last one applied, and drift is repaired and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..apply import ApplyResult, Enforcer
+from ..model import Cluster
+from ..ruleset import Ruleset
+from .delta import Delta, DeltaError
+from .metrics import Metrics
+from .source import Backoff, short_error
+from .store import KINDS, Event, Snapshot, Store
+
+log = logging.getLogger("netpol.agent")
+
+
+@dataclass(frozen=True)
+class Built:
+    """What one compile produced: the table, and what it enforces (for metrics and logs)."""
+
+    ruleset: Ruleset
+    pods: int  # local policed pods
+    isolated: int  # of them, those a policy isolates
+    policies: int
+
+
+Build = Callable[[Cluster], Built]
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """Handed to `on_batch` after each batch reached the kernel (benchmarks, tests)."""
+
+    events: tuple[tuple[float, Event], ...]  # (monotonic arrival, event)
+    result: ApplyResult | None  # None when the batch failed
+    done: float  # monotonic time the rules were in the kernel
+    snapshot: Snapshot
+
+
+class Reconciler:
+    def __init__(self, enforcer: Enforcer, build: Build, metrics: Metrics, *, debounce: float = 0.1,
+                 resync_period: float = 60.0, on_batch: Callable[[BatchReport], None] | None = None,
+                 delta: Delta | None = None) -> None:
+        self.store = Store()
+        self.ready = threading.Event()
+        self.last: Ruleset | None = None
+        self._enforcer = enforcer
+        self._delta = delta
+        self._build = build
+        self._metrics = metrics
+        self._debounce = debounce
+        self._resync_period = resync_period
+        self._on_batch = on_batch
+        self._queue: queue.SimpleQueue[tuple[float, Event] | None] = queue.SimpleQueue()
+        self._listed: set[str] = set()
+        self._applied_version = -1
+        self._failures = 0
+        self._retry_at: float | None = None
+        self._next_resync = time.monotonic() + resync_period
+        self._backoff = Backoff(base=0.5, cap=30.0)
+        self._rng = random.Random()
+        self.alive = False
+
+    def submit(self, ev: Event) -> None:
+        """Thread-safe: watchers call this."""
+        self._queue.put((time.monotonic(), ev))
+
+    def wake(self) -> None:
+        self._queue.put(None)
+
+    # ---- the loop --------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self.alive = True
+        try:
+            while not stop.is_set():
+                batch = self._collect(self._next_deadline() - time.monotonic())
+                if stop.is_set():
+                    break
+                self._fold(batch)
+                now = time.monotonic()
+                due = self._retry_at is not None and now >= self._retry_at
+                if self._listed.issuperset(KINDS) and (self.store.version != self._applied_version or due):
+                    self._sync(batch)
+                if now >= self._next_resync:
+                    self._resync()
+        finally:
+            self.alive = False
+
+    def _next_deadline(self) -> float:
+        return min(t for t in (self._next_resync, self._retry_at) if t is not None)
+
+    def _collect(self, wait: float) -> list[tuple[float, Event]]:
+        try:
+            first = self._queue.get(timeout=max(0.0, wait))
+        except queue.Empty:
+            return []
+        batch = [first] if first is not None else []
+        cut = time.monotonic() + self._debounce
+        while (left := cut - time.monotonic()) > 0:
+            try:
+                item = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if item is None:
+                return batch  # woken to stop
+            batch.append(item)
+        while True:  # everything queued by the cut joins this batch
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch
+            if item is not None:
+                batch.append(item)
+
+    def _fold(self, batch: list[tuple[float, Event]]) -> None:
+        for _, ev in batch:
+            self.store.apply(ev)
+            self._metrics.events.labels(ev.kind, ev.type).inc()
+            if ev.type == "SYNC":
+                self._listed.add(ev.kind)
+        for kind, n in self.store.counts().items():
+            self._metrics.objects.labels(kind).set(n)
+
+    # ---- syncing ---------------------------------------------------------
+
+    def _sync(self, batch: list[tuple[float, Event]]) -> None:
+        start = time.monotonic()
+        snap = self.store.snapshot()
+        result = None
+        try:
+            built = self._build(snap.cluster)
+            result = self._apply(built.ruleset)
+        except Exception as exc:  # compile or kernel: keep the rules we have, try again later
+            self._failed(exc)
+        else:
+            self._succeeded(snap, built, result, time.monotonic() - start)
+        if self._on_batch is not None:
+            self._on_batch(BatchReport(tuple(batch), result, time.monotonic(), snap))
+
+    def _apply(self, rs: Ruleset) -> ApplyResult:
+        last = self.last
+        same_skeleton = last is not None and last.table == rs.table and last.skeleton == rs.skeleton
+        if same_skeleton and self._delta is not None:
+            try:
+                result = self._delta.apply(last, rs)
+                self.last = rs
+                return result
+            except DeltaError as exc:  # the live table is not what we applied last: let apply compare
+                log.info("element delta refused; applying through a full comparison", extra={"fields": {
+                    "error": str(exc)}})
+        result = self._enforcer.apply(rs)
+        if result.kind == "full" and same_skeleton:  # we did not change the structure: someone else did
+            self._metrics.drift_repairs.inc()
+            log.warning("live table structure had drifted; replaced it", extra={"fields": {"table": rs.table}})
+        self.last = rs
+        return result
+
+    def _succeeded(self, snap: Snapshot, built: Built, result: ApplyResult, took: float) -> None:
+        self._applied_version = snap.version
+        self._failures, self._retry_at = 0, None
+        self._metrics.sync_seconds.observe(took)
+        self._metrics.batches.labels(result.kind).inc()
+        self._metrics.pods.set(built.pods)
+        self._metrics.isolated.set(built.isolated)
+        self._metrics.policies.set(built.policies)
+        fields = {"kind": result.kind, "added": result.added, "removed": result.removed,
+                  "pods": built.pods, "isolated": built.isolated, "policies": built.policies, "ms": round(took * 1000, 1)}
+        if snap.held:
+            fields["held_pods"] = len(snap.held)
+        if snap.reused:
+            fields["address_reused_by_newer_pod"] = ",".join(snap.reused[:5])
+        first = not self.ready.is_set()
+        if first or result.kind != "none":
+            log.info("first full sync applied" if first else "synced", extra={"fields": fields})
+        if first:
+            self.ready.set()
+            self._metrics.ready.set(1)
+
+    def _failed(self, exc: Exception) -> None:
+        self._failures += 1
+        delay = self._backoff.delay(self._failures, self._rng)
+        self._retry_at = time.monotonic() + delay
+        self._metrics.apply_errors.inc()
+        self._metrics.batches.labels("error").inc()
+        log.error("sync failed; keeping the rules in place", extra={"fields": {
+            "error": short_error(exc), "retry_in_s": round(delay, 2), "failures": self._failures}})
+
+    def _resync(self) -> None:
+        self._next_resync = time.monotonic() + self._resync_period
+        if self.last is None or self._retry_at is not None:
+            return
+        try:
+            problems = self._enforcer.drift(self.last)
+            if not problems:
+                return
+            log.warning("drift in the live table; repairing", extra={"fields": {
+                "table": self.last.table, "problems": "; ".join(problems[:5]), "count": len(problems)}})
+            self._enforcer.apply(self.last)
+            self._metrics.drift_repairs.inc()
+        except Exception as exc:
+            self._failed(exc)
