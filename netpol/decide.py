@@ -140,6 +140,11 @@ def decide_direction(cluster: Cluster, direction: str, src: Endpoint, dst: Endpo
     if not isolating:
         return Direction(isolated=False, allowed=True,
                          reason=f"no policy selects {own.label} for {direction}")
+    node = own.pod.node_name
+    if node and peer_ep.pod is not None and peer_ep.pod.host_network and peer_ep.pod.node_name == node:
+        return Direction(isolated=True, allowed=True, isolated_by=tuple(p.key for p in isolating),
+                         reason=f"{peer_ep.label} is a host-network pod on {own.label}'s node {node}: "
+                                "traffic to and from a pod's own node is always allowed")
     version = family(src, dst)
     allowed_by, misses = [], []
     for pol in isolating:

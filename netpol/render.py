@@ -7,13 +7,15 @@ as expressions that know both their nft text and their JSON, so the two outputs 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compile import DIRECTIONS, EGRESS, FAMILIES, INGRESS, Plan, PolicyPlan, RulePlan
+from .compile import DIRECTIONS, EGRESS, FAMILIES, INGRESS, Plan, PolicyPlan, RulePlan, paused_gc
 from .nftsets import Span, address_json, address_text, port_json, port_text
 from .ruleset import Ruleset
 
@@ -263,7 +265,8 @@ def build(plan: Plan, table: str = "netpol") -> Table:
     per_policy = [(pol, _policy(t, pol)) for pol in plan.policies]
     # egress first: an ingress accept ends the packet's walk through the hook
     t.chains += [NftChain("forward", tuple(_guard() + _dispatch([EGRESS, INGRESS])), hook="forward"),
-                 NftChain("input", tuple(_guard() + _dispatch([EGRESS])), hook="input"),
+                 # to the node itself (host-network pods included): always allowed, as the spec says
+                 NftChain("input", (NftRule((COUNTER, _verdict("accept")), "node-local"),), hook="input"),
                  NftChain("output", (NftRule((COUNTER, _verdict("accept")), "node-local"),), hook="output")]
     for d in DIRECTIONS:
         for ns in plan.chains[d]:
@@ -272,17 +275,52 @@ def build(plan: Plan, table: str = "netpol") -> Table:
             t.chains.append(NftChain(chain_name(d, ns), tuple(rules)))
     if len({c.name for c in t.chains}) != len(t.chains):
         raise ValueError("two namespaces share a chain name")
+    t.sets.sort(key=_declaration_rank)
     return t
+
+
+def _declaration_rank(s: NftSet) -> int:
+    """The kernel finds a set by name walking the table's sets in declaration order, on every
+    element change: dispatch maps first, then IPv4 sets (most pods), IPv6 sets, port sets."""
+    if s.verdicts:
+        return 0
+    if s.types[0] == "ipv4_addr":
+        return 1
+    return 2 if s.types[0] == "ipv6_addr" else 3
 
 
 # ---- outputs --------------------------------------------------------------
 
-def render(plan: Plan, table: str = "netpol") -> Ruleset:
-    t = build(plan, table)
-    sets = t.by_name()
-    skeleton = "\n".join([s.text() for s in t.sets] + [c.text() for c in t.chains])
-    elements = {name: frozenset(elem_text(sets[name], e) for e in elems) for name, elems in t.elements.items()}
-    return Ruleset(table, skeleton, elements)
+def render(plan: Plan, table: str = "netpol", previous: Ruleset | None = None) -> Ruleset:
+    """The plan as nft text. With previous (the last ruleset, e.g. the one applied), equal
+    skeleton and element sets are previous's own objects, so apply's diff skips them by identity."""
+    with paused_gc():
+        t = build(plan, table)
+        sets = t.by_name()
+        skeleton = "\n".join([s.text() for s in t.sets] + [c.text() for c in t.chains])
+        elements = {name: frozenset(map(_formatter(sets[name]), elems)) for name, elems in t.elements.items()}
+        if previous is None or previous.table != table:
+            return Ruleset(table, skeleton, elements)
+        changes = {}
+        for name in elements.keys() | previous.elements.keys():
+            old, new = previous.elements.get(name, frozenset()), elements.get(name, frozenset())
+            if old == new:
+                elements[name] = old
+            else:
+                changes[name] = (old - new, new - old)
+        same = previous.skeleton == skeleton
+        return Ruleset(table, previous.skeleton if same else skeleton, elements,
+                       weakref.ref(previous) if same else None, changes if same else {})
+
+
+def _formatter(s: NftSet) -> Callable[[Elem], str]:
+    """elem_text for one set, with the common one-address shapes made direct."""
+    if s.types in (("ipv4_addr",), ("ipv6_addr",)):
+        v = 4 if s.types[0] == "ipv4_addr" else 6
+        if s.verdicts:
+            return lambda e: f"{address_text(v, e[0][0])} : jump {e[1]}"
+        return lambda e: address_text(v, e[0][0])
+    return functools.partial(elem_text, s)
 
 
 def _elems_json(s: NftSet, elems: set[Elem]) -> list[Any]:

@@ -486,8 +486,19 @@ def test_dual_stack_ipv6_primary_destination():
 
 # --- host network, finished pods, workloads, external endpoints ------------------------------------------
 
-def _host_pod():
-    return pod("x", "h", {"pod": "h"}, ("198.18.100.1",), [], host_network=True)
+def _host_pod(node: str = "node-2"):
+    """A host-network pod on another node than the e2e pods (node-1), unless told otherwise."""
+    return pod("x", "h", {"pod": "h"}, ("198.18.100.1",), [], host_network=True, node=node)
+
+
+def test_traffic_to_and_from_the_pods_own_node_is_always_allowed():
+    # the spec: "traffic to and from the node where a Pod is running is always allowed"
+    c = e2e(DENY_INGRESS, DENY_EGRESS, extra=(_host_pod(node="node-1"),))
+    into, out = check(c, "x/h", "x/a"), check(c, "x/a", "x/h")
+    assert into.allowed and into.ingress.isolated and "own node" in into.ingress.reason
+    assert out.allowed and out.egress.isolated and "own node" in out.egress.reason
+    far = e2e(DENY_INGRESS, DENY_EGRESS, extra=(_host_pod(node="node-2"),))
+    assert not check(far, "x/h", "x/a").allowed and not check(far, "x/a", "x/h").allowed
 
 
 def test_host_network_pods_are_not_policed():

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Benchmark the evaluator: load, the full one-port matrix, point queries, and the naive per-pair `decide`.
+
+    .venv/bin/python scripts/bench_evaluator.py [--sizes small,medium,large] [--seed 7] [--sample 3000]
+
+Sizes: small 1k pods / 100 policies, medium 10k / 1k, large 30k / 3k. The synthetic cluster has one
+namespace per 10 policies (labels team, env), 100 pods per namespace in 10 apps of 5 tiers (db pods carry a
+unique StatefulSet pod-name label), named container ports, ~10% dual-stack pods, a few host-network pods and
+one CronJob per namespace. Each namespace has 10 policies: default deny, named-port ingress, podSelector,
+matchExpressions (In, NotIn, Exists, DoesNotExist), namespaceSelector AND podSelector, ipBlock with except,
+endPort ranges, UDP/SCTP and egress. The naive baseline runs `decide` on sampled pairs and extrapolates to
+all n*n pairs; the sampled verdicts are also checked against the matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from netpol.decide import decide  # noqa: E402
+from netpol.load import RawObject, Source  # noqa: E402
+from netpol.matrix import Engine, PortQuery, resolve_port  # noqa: E402
+from netpol.parse import build_cluster  # noqa: E402
+from netpol.resolve import Endpoint  # noqa: E402
+
+SIZES = {"small": (1_000, 100), "medium": (10_000, 1_000), "large": (30_000, 3_000)}
+TIERS = ("web", "api", "db", "cache", "worker")
+PORTS = {"web": [("http", 8080, "TCP"), ("metrics", 9090, "TCP")],
+         "api": [("http", 8080, "TCP"), ("grpc", 50051, "TCP"), ("metrics", 9090, "TCP")],
+         "db": [("postgres", 5432, "TCP")],
+         "cache": [("redis", 6379, "TCP"), ("gossip", 7946, "UDP")],
+         "worker": [("metrics", 9090, "TCP"), ("sig", 9000, "SCTP")]}
+NAME = "kubernetes.io/metadata.name"
+
+
+def _ns_name(k: int) -> str:
+    return f"ns-{k:04d}"
+
+
+def _pod(ns: str, name: str, labels: dict, ports: list, ips: list[str], host: bool) -> dict:
+    spec: dict = {"containers": [{"name": "main", "ports": [
+        {"name": n, "containerPort": p, "protocol": proto} for n, p, proto in ports]}]}
+    if host:
+        spec["hostNetwork"] = True
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": spec, "status": {"phase": "Running", "podIP": ips[0], "podIPs": [{"ip": ip} for ip in ips]}}
+
+
+def _pods(k: int, per_ns: int, rnd: random.Random, counter: list[int]) -> list[dict]:
+    ns, out = _ns_name(k), []
+    for i in range(per_ns - 1):
+        app = i % 10
+        tier = TIERS[app % 5]
+        labels = {"app": f"app-{app}", "tier": tier, "pod-template-hash": f"h{k}-{app}"}
+        if rnd.random() < 0.2:
+            labels["track"] = "canary"
+        if tier == "db":
+            labels["statefulset.kubernetes.io/pod-name"] = f"db-{k}-{i}"
+        n = counter[0] = counter[0] + 1
+        v4 = f"198.18.{n >> 8 & 0xff}.{n & 0xff}" if n < 65536 else f"198.19.{n >> 8 & 0xff}.{n & 0xff}"
+        ips = [v4]
+        if rnd.random() < 0.1:
+            ips = [f"2001:db8::{n:x}", v4] if rnd.random() < 0.5 else [v4, f"2001:db8::{n:x}"]
+        host = rnd.random() < 0.01
+        if host:
+            ips = [f"198.19.255.{n % 250 + 1}"]
+        out.append(_pod(ns, f"{tier}-{app}-{i}", labels, PORTS[tier], ips, host))
+    out.append({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "backup", "namespace": ns},
+                "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"labels": {"app": "backup"}},
+                                                               "spec": {"containers": [{"name": "b"}]}}}}}})
+    return out
+
+
+def _policies(k: int, n_ns: int) -> list[dict]:
+    ns, team = _ns_name(k), f"team-{k % 7}"
+    near = _ns_name((k + 1) % n_ns)
+    block = f"198.18.{k % 256}.0/24"
+    specs = {
+        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        "web-from-anywhere": {"podSelector": {"matchLabels": {"tier": "web"}},
+                              "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"port": "http"}]}]},
+        "api-from-web": {"podSelector": {"matchLabels": {"tier": "api"}},
+                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"tier": "web"}}}],
+                                      "ports": [{"port": "http"}, {"port": "grpc"}]}]},
+        "db-from-api": {"podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["db"]}]},
+                        "ingress": [{"from": [{"podSelector": {"matchExpressions": [
+                            {"key": "tier", "operator": "In", "values": ["api", "worker"]},
+                            {"key": "track", "operator": "DoesNotExist"}]}}], "ports": [{"port": 5432}]}]},
+        "cache-from-team": {"podSelector": {"matchLabels": {"tier": "cache"}},
+                            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": team}},
+                                                   "podSelector": {"matchExpressions": [
+                                                       {"key": "tier", "operator": "NotIn", "values": ["db"]}]}}],
+                                         "ports": [{"port": "redis"}, {"protocol": "UDP", "port": 7946}]}]},
+        "db-egress": {"podSelector": {"matchLabels": {"tier": "db"}}, "policyTypes": ["Egress"],
+                      "egress": [{"to": [{"ipBlock": {"cidr": "198.18.0.0/15", "except": [block]}}],
+                                  "ports": [{"port": 5432}, {"port": 30000, "endPort": 32767}]},
+                                 {"to": [{"namespaceSelector": {"matchLabels": {NAME: near}}}],
+                                  "ports": [{"protocol": "UDP", "port": 53}]}]},
+        "metrics-scrape": {"podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+                           "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {NAME: _ns_name(0)}},
+                                                  "podSelector": {"matchLabels": {"app": "app-0"}}}],
+                                        "ports": [{"port": "metrics"}]}]},
+        "canary-range": {"podSelector": {"matchLabels": {"track": "canary"}},
+                         "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
+                             {"key": "env", "operator": "In", "values": ["staging", "dev"]}]}}],
+                                      "ports": [{"port": 8000, "endPort": 8100}]}]},
+        "worker-sctp": {"podSelector": {"matchLabels": {"tier": "worker"}},
+                        "ingress": [{"from": [{"podSelector": {}}], "ports": [{"protocol": "SCTP", "port": "sig"}]},
+                                    {"from": [{"ipBlock": {"cidr": "2001:db8::/32"}}]}]},
+        "lb-ingress": {"podSelector": {"matchLabels": {"tier": "web"}},
+                       "ingress": [{"from": [{"ipBlock": {"cidr": "198.18.0.0/16", "except": [block]}}],
+                                    "ports": [{"port": 8080}, {"port": 443}]}]},
+    }
+    return [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": name, "namespace": ns}, "spec": spec} for name, spec in specs.items()]
+
+
+def objects(pods: int, policies: int, seed: int) -> list[dict]:
+    rnd = random.Random(seed)
+    n_ns = max(1, policies // 10)
+    out: list[dict] = []
+    counter = [0]
+    for k in range(n_ns):
+        out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": _ns_name(k), "labels": {
+            "team": f"team-{k % 7}", "env": ("prod", "staging", "dev")[k % 3]}}})
+        out += _pods(k, pods // n_ns, rnd, counter)
+        out += _policies(k, n_ns)
+    return out
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def run(size: str, seed: int, sample: int) -> dict:
+    n_pods, n_pol = SIZES[size]
+    objs = objects(n_pods, n_pol, seed)
+    raws = [RawObject(o, Source("synthetic", i + 1)) for i, o in enumerate(objs)]
+    cluster, load_s = _timed(lambda: build_cluster(raws))
+    q = PortQuery(8080)
+    engine, compile_s = _timed(lambda: Engine(cluster))
+    table, table_s = _timed(lambda: engine.table(q))
+    bits, bits_s = _timed(table.bits)
+    n = len(engine.pods)
+    named, named_s = _timed(lambda: engine.table(PortQuery("metrics")).bits())
+    rnd = np.random.default_rng(seed)
+    src, dst = rnd.integers(0, n, 1_000_000), rnd.integers(0, n, 1_000_000)
+    engine.allowed(0, 0, q)  # builds the fast lookup once
+    pairs = list(zip(src.tolist(), dst.tolist()))
+    allowed = engine.allowed
+    _, point_s = _timed(lambda: [allowed(s, d, q) for s, d in pairs])
+    _, batch_s = _timed(lambda: engine.allowed_many(src, dst, q))
+    # the naive baseline: decide on sampled pairs, extrapolated to n*n; check they agree with the matrix
+    eps = [Endpoint(pod=p) for p in engine.pods]
+    picks = list(zip(rnd.integers(0, n, sample).tolist(), rnd.integers(0, n, sample).tolist()))
+    start = time.perf_counter()
+    want = [decide(cluster, eps[s], eps[d], q.port, q.protocol).allowed for s, d in picks]
+    naive_pair = (time.perf_counter() - start) / sample
+    got = [bool(bits[s, d >> 3] & (0x80 >> (d & 7))) for s, d in picks]
+    named_q = PortQuery("metrics")
+    for s, d in picks[:500]:
+        port = resolve_port(engine.pods[d], named_q)
+        ref = port is not None and decide(cluster, eps[s], eps[d], port, "TCP").allowed
+        assert engine.allowed(s, d, named_q) == ref, (engine.keys[s], engine.keys[d])
+    assert got == want, "matrix and decide disagree"
+    matrix_s = compile_s + table_s + bits_s
+    return {"size": size, "pods": n, "policies": len(cluster.policies), "units": engine.n_units,
+            "classes": f"{table.grid.shape[0]}x{table.grid.shape[1]}", "load": load_s, "compile": compile_s,
+            "matrix": matrix_s, "named": named_s, "allowed": float(np.unpackbits(bits, axis=1, count=n).mean()),
+            "point": 1_000_000 / point_s, "batch": 1_000_000 / batch_s, "naive": naive_pair * n * n,
+            "ratio": naive_pair * n * n / matrix_s}
+
+
+def table_md(rows: list[dict]) -> str:
+    head = ("| size | pods | policies | units | classes (src x dst) | load (build_cluster) | compile | "
+            "matrix TCP/8080 (incl. compile) | + named port | allowed | point queries/s | batched/s | "
+            "naive decide (extrapolated) | speed-up |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['pods']:,} | {r['policies']:,} | {r['units']:,} | {r['classes']} | "
+                     f"{r['load']:.2f} s | {r['compile']:.2f} s | {r['matrix']:.2f} s | {r['named']:.2f} s | "
+                     f"{r['allowed']:.1%} | {r['point'] / 1e6:.1f} M | {r['batch'] / 1e6:.0f} M | "
+                     f"{r['naive']:,.0f} s | {r['ratio']:,.0f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="small,medium,large")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--sample", type=int, default=3000, help="pairs for the naive baseline")
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes.split(","):
+        rows.append(run(size.strip(), args.seed, args.sample))
+        print(f"{size}: done", file=sys.stderr, flush=True)
+    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}, numpy {np.__version__}\n")
+    print(table_md(rows))
+
+
+if __name__ == "__main__":
+    main()
