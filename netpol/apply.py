@@ -4,22 +4,34 @@ The wanted structure of a skeleton is learnt from the kernel itself: the skeleto
 into a private, empty network namespace (no traffic passes there) and listed as JSON. The
 live table is then compared with it; when only elements differ the change is element
 commands, otherwise the table is replaced whole, atomically, in one buffer.
+
+Fast path: reading a table of 10k pods back takes seconds, so the Enforcer remembers the
+table it last verified whole (`_Known`: the ruleset, the live elements, the kernel's ruleset
+generation right after). While the generation has not moved, nothing was committed in the
+netns since, so the live table is still exactly that: a new ruleset with the same skeleton is
+diffed in memory and sent as one nfnetlink batch that the kernel refuses if the generation
+moved meanwhile; only the touched elements are read back. Any doubt (another commit, an
+element kind the fast path does not write, a refusal, a failed read-back) falls back to the
+full comparison, which also re-establishes what is known. `drift()` always reads the table.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import functools
 import json
 import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import nftables
 
-from netpol import nftjson
+from netpol import nfnetlink, nftjson
 from netpol.errors import NetpolError
 from netpol.netns import run_in
 from netpol.ruleset import Ruleset
@@ -28,6 +40,8 @@ Kind = Literal["none", "elements", "full"]
 CLONE_NEWNET = 0x40000000
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _libc = ctypes.CDLL(None, use_errno=True)
+_DECLARATION = re.compile(r"\b(?:set|map)\s+([A-Za-z_][A-Za-z0-9_.\-]*)\s*\{([^}]*)")
+FAST_LIMIT = 20000  # element changes the fast path sends at most; more go through libnftables
 
 
 class ApplyError(NetpolError):
@@ -88,6 +102,25 @@ class ApplyResult:
     added: int = 0
     removed: int = 0
     commands: str = ""
+    fast: bool = False  # decided without listing the table: the generation proved it unchanged
+
+
+@dataclass
+class _Known:
+    """A table as last verified: wanted ruleset, live elements per set, generation after."""
+
+    ruleset: Ruleset
+    sets: dict[str, nftjson.LiveSet]
+    exact: set[str]  # sets whose live elements are exactly the ruleset's, piece for piece
+    genid: int
+
+
+@dataclass(frozen=True)
+class _Delta:
+    name: str
+    shape: nftjson.SetShape
+    gone: dict[nftjson.Elem, str]  # live element -> nft text
+    came: dict[nftjson.Elem, str]  # wanted element -> nft text
 
 
 def _context() -> nftables.Nftables:
@@ -131,6 +164,8 @@ class Enforcer:
         self._scratch: nftables.Nftables | None = None
         self._refs: dict[tuple[str, str], dict[str, Any] | str] = {}
         self._lock = threading.RLock()
+        self._known: dict[str, _Known] = {}
+        self._channel: nfnetlink.Channel | None | bool = None  # False: not available here
 
     # ---- kernel I/O -------------------------------------------------------
 
@@ -219,6 +254,112 @@ class Enforcer:
         text += "".join(f"add element inet {t} {c.name} {{ {', '.join(c.add)} }}\n" for c in changes if c.add)
         return Plan(t, "elements", "elements differ", changes, text)
 
+    # ---- fast path --------------------------------------------------------
+
+    def _nl(self) -> nfnetlink.Channel | None:
+        if self._channel is None:
+            try:
+                self._channel = nfnetlink.Channel(self.netns)
+            except OSError:
+                self._channel = False
+        return self._channel or None
+
+    def _genid(self) -> int | None:
+        nl = self._nl()
+        try:
+            return nl.genid() if nl else None
+        except OSError:
+            return None
+
+    def _remember(self, rs: Ruleset, live: nftjson.Table, genid: int | None) -> None:
+        """Keep a table just verified whole, if no other commit can have slipped in since genid."""
+        if genid is None or self._genid() != genid:
+            self._known.pop(rs.table, None)
+            return
+        exact = {name for name, ls in live.sets.items()
+                 if ls.elems.keys() == {nftjson.elem_from_text(ls.shape, t) for t in rs.elements.get(name, ())}}
+        # nft merges auto-merge sets its own way and trips over pieces written otherwise; its JSON
+        # listing does not show the flag, so the skeleton says which sets to leave to nft
+        merging = {name for name, body in _DECLARATION.findall(rs.skeleton) if "auto-merge" in body}
+        sets = {name: ls for name, ls in live.sets.items() if name not in merging}
+        self._known[rs.table] = _Known(rs, sets, exact, genid)
+
+    def _deltas(self, known: _Known, rs: Ruleset) -> list[_Delta] | None:
+        """Element changes from the known table to rs, or None when the fast path cannot send them."""
+        out, total = [], 0
+        for name, gone_t, came_t in _changed_sets(known.ruleset, rs):
+            live = known.sets.get(name)
+            if live is None:
+                return None
+            try:
+                nfnetlink.check_shape(live.shape)
+            except nfnetlink.Unsupported:
+                return None
+            norm = functools.partial(nftjson.elem_from_text, live.shape)
+            _refuse_unresolved(name, live.shape, came_t)
+            if name in known.exact:  # live is exactly old: the text difference is the change
+                was = {norm(t) for t in gone_t}
+                came_all = {norm(t): t for t in came_t}
+                same = was & came_all.keys()  # written differently, the same element
+                gone = {e: live.elems[e] for e in was - same if e in live.elems}
+                came = {e: t for e, t in came_all.items() if e not in same and e not in live.elems}
+            else:  # replace the pieces that differ, whatever the kernel holds
+                wanted = {norm(t): t for t in rs.elements.get(name, ())}
+                gone = {e: t for e, t in live.elems.items() if e not in wanted}
+                came = {e: t for e, t in wanted.items() if e not in live.elems}
+            total += len(gone) + len(came)
+            if total > FAST_LIMIT:
+                return None
+            out.append(_Delta(name, live.shape, gone, came))
+        return sorted(out, key=lambda d: d.name)
+
+    def _fast_apply(self, rs: Ruleset) -> tuple[ApplyResult | None, ApplyResult | None]:
+        """(result, None) when done; (None, what was sent) when the read-back had doubts; (None,
+        None) when the fast path does not apply. The full comparison follows any None result."""
+        known = self._known.get(rs.table)
+        if known is None or known.ruleset.skeleton != rs.skeleton:
+            return None, None
+        nl = self._nl()
+        if nl is None or self._genid() != known.genid:
+            return None, None
+        deltas = self._deltas(known, rs)
+        if deltas is None:
+            return None, None
+        if not deltas:
+            known.ruleset = rs
+            return ApplyResult(rs.table, "none", changed=False, fast=True), None
+        t = rs.table
+        text = "".join(f"delete element inet {t} {d.name} {{ {', '.join(sorted(d.gone.values()))} }}\n"
+                       for d in deltas if d.gone)
+        text += "".join(f"add element inet {t} {d.name} {{ {', '.join(sorted(d.came.values()))} }}\n"
+                        for d in deltas if d.came)
+        result = ApplyResult(t, "elements", True, sum(len(d.came) for d in deltas),
+                             sum(len(d.gone) for d in deltas), text, fast=True)
+        try:
+            changes = [_wire_change(d, known.sets[d.name]) for d in deltas]
+            nl.commit(t, changes, known.genid)
+        except (OSError, nfnetlink.Unsupported):
+            return None, None  # refused, nothing changed: the full comparison decides and repairs
+        try:
+            after = nl.genid()
+            problems = _verify(nl, t, deltas, changes)
+        except OSError:
+            problems = ["read-back failed"]
+        if problems:
+            return None, result
+        for d in deltas:  # the live elements we hold are private to _Known: update in place
+            elems = known.sets[d.name].elems
+            for e in d.gone:
+                del elems[e]
+            elems.update(d.came)
+            known.exact.add(d.name)
+        known.ruleset = rs
+        if after != known.genid + 1:  # someone else committed right after us: no longer vouched for
+            self._known.pop(rs.table, None)
+        else:
+            known.genid = after
+        return result, None
+
     # ---- public -----------------------------------------------------------
 
     def plan(self, rs: Ruleset) -> Plan:
@@ -227,29 +368,61 @@ class Enforcer:
             return self._plan(rs, self._list(rs.table))
 
     def drift(self, rs: Ruleset) -> list[str]:
-        """Differences between the live table and rs; empty when in step."""
+        """Differences between the live table and rs; empty when in step. Always reads the table."""
         with self._lock:
-            return self._drift(rs, self._list(rs.table))
+            before = self._genid()
+            live = self._list(rs.table)
+            problems = self._drift(rs, live)
+            if not problems and live is not None:
+                self._remember(rs, live, before)
+            return problems
 
     def apply(self, rs: Ruleset) -> ApplyResult:
-        """Bring the live table to rs in one transaction, then verify it by reading back."""
+        """Bring the live table to rs in one transaction, then verify it by reading back (all of
+        it, or only the touched elements when the generation shows nothing else changed)."""
         with self._lock:
-            plan = self._plan(rs, self._list(rs.table))
-            if plan.kind == "none":
-                return ApplyResult(rs.table, "none", changed=False)
-            self._cmd(self._nft, plan.commands, f"nft refused the {plan.kind} update of inet {rs.table}")
-            live = self._list(rs.table)
-            if live is not None and isinstance(self._reference(rs), str):
-                # The skeleton needs this netns (e.g. its interfaces): trust what the kernel took.
-                self._refs[(rs.table, rs.skeleton)] = live.structure
-            problems = self._drift(rs, live)
-            if problems:
-                raise ApplyError(f"inet {rs.table} differs after apply: " + "; ".join(problems[:3]))
-            return ApplyResult(rs.table, plan.kind, True, plan.added, plan.removed, plan.commands)
+            fast, sent = self._fast_apply(rs)
+            if fast is not None:
+                return fast
+            result = self._full_apply(rs)
+            if sent is not None and not result.changed:  # sent fast, read back in full: in step
+                return dataclasses.replace(sent, fast=False)
+            return result
+
+    def _full_apply(self, rs: Ruleset) -> ApplyResult:
+        self._known.pop(rs.table, None)
+        before = self._genid()
+        live = self._list(rs.table)
+        plan = self._plan(rs, live)
+        if plan.kind == "none":
+            if live is not None:
+                self._remember(rs, live, before)
+            return ApplyResult(rs.table, "none", changed=False)
+        self._cmd(self._nft, plan.commands, f"nft refused the {plan.kind} update of inet {rs.table}")
+        after = self._genid()
+        live = self._list(rs.table)
+        if live is not None and isinstance(self._reference(rs), str):
+            # The skeleton needs this netns (e.g. its interfaces): trust what the kernel took.
+            self._refs[(rs.table, rs.skeleton)] = live.structure
+        problems = self._drift(rs, live)
+        if problems:
+            raise ApplyError(f"inet {rs.table} differs after apply: " + "; ".join(problems[:3]))
+        if live is not None:
+            self._remember(rs, live, after)
+        return ApplyResult(rs.table, plan.kind, True, plan.added, plan.removed, plan.commands)
+
+    def forget(self, table: str | None = None) -> None:
+        """Drop what is known of a table (None: of all), so the next apply compares in full."""
+        with self._lock:
+            if table is None:
+                self._known.clear()
+            else:
+                self._known.pop(table, None)
 
     def delete(self, table: str) -> bool:
         """Remove our table; False when it was not there."""
         with self._lock:
+            self._known.pop(table, None)
             if self._list(table) is None:
                 return False
             self._cmd(self._nft, f"delete table inet {table}", f"cannot delete inet {table}")
@@ -266,6 +439,44 @@ class Enforcer:
         with self._lock:
             live = self._list(table)
             return live.handles if live else ()
+
+
+def _changed_sets(old_rs: Ruleset, rs: Ruleset) -> Iterator[tuple[str, frozenset[str], frozenset[str]]]:
+    """(name, removed, added) element texts per set that differs; render(previous=) has them ready."""
+    if rs.diffed_from(old_rs):
+        for name, (gone, came) in rs.changes.items():
+            yield name, gone, came
+        return
+    old_sets = old_rs.elements
+    for name in rs.elements.keys() | old_sets.keys():
+        old, new = old_sets.get(name, frozenset()), rs.elements.get(name, frozenset())
+        if old is not new and old != new:
+            yield name, old - new, new - old
+
+
+def _refuse_unresolved(name: str, shape: nftjson.SetShape, texts: frozenset[str]) -> None:
+    bad = sorted(t for t in texts if nftjson.unresolved(shape, t))
+    if bad:
+        raise ApplyError(f"set {name}: {bad[0]!r} is not a literal address or range "
+                         "(nft would resolve it as a host name)")
+
+
+def _wire_change(d: _Delta, live: nftjson.LiveSet) -> nfnetlink.Change:
+    gone = tuple(w for e in sorted(d.gone, key=repr) for w in nfnetlink.wires(d.shape, e))
+    came = tuple(w for e in sorted(d.came, key=repr) for w in nfnetlink.wires(d.shape, e))
+    if d.shape.interval and came and not live.elems:
+        came = (nfnetlink.zero_end(d.shape),) + came  # as nft does when an interval set fills up
+    return nfnetlink.Change(d.name, gone, came)
+
+
+def _verify(nl: nfnetlink.Channel, table: str, deltas: list[_Delta], changes: list[nfnetlink.Change]) -> list[str]:
+    """Read every added element back by key: it must be there, with its verdict. (Deletions need
+    no read: the kernel acknowledged each, and refuses to delete what is not there.)"""
+    asks = [(d.name, w) for d, c in zip(deltas, changes) for w in c.add
+            if not (d.shape.interval and w == nfnetlink.zero_end(d.shape))]  # nft's placeholder: never answered
+    got = nl.get(table, asks)
+    return [f"set {name}: {w.key.hex()} read back as {g}" for (name, w), g in zip(asks, got)
+            if g is None or (g.key, g.flags, g.verdict) != (w.key, w.flags, w.verdict)]
 
 
 def _preview(items: tuple[str, ...], n: int = 3) -> str:

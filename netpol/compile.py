@@ -2,19 +2,23 @@
 
 For every policy (all of them, wherever their pods run, so the shape of the ruleset never depends on
 pods) the plan holds the local pods it selects, and per rule the peer addresses per family as merged
-intervals and the port matchers. Everything is resolved with the evaluator's own matching functions
-(`resolve`), so the kernel and `decide` agree packet by packet. The kernel sees one family per packet,
+intervals and the port matchers. Selectors are matched with the model's own `LabelSelector.matches`,
+under the rules of `resolve.peer_matches`, so the kernel and `decide` agree packet by packet; an
+index by namespace and label keeps that cheap at 10k pods. The kernel sees one family per packet,
 so a dual-stack pod contributes each address to the set of its own family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+import contextlib
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .model import Cluster, IPAddress, NetworkPolicy, Peer, Pod, Rule
+from .model import Cluster, IPAddress, LabelSelector, NetworkPolicy, Peer, Pod, Rule
 from .nftsets import Span, Spans, contains, merge, network_span, subtract
-from .resolve import Endpoint, Options, peer_matches, selects
+from .resolve import Options
 
 INGRESS, EGRESS = "ingress", "egress"
 DIRECTIONS = (INGRESS, EGRESS)
@@ -78,14 +82,53 @@ class Plan:
     chains: Mapping[str, tuple[str, ...]]  # direction -> namespaces with a policy of that direction
 
 
+class _Index:
+    """Policed pods by namespace and by label, so a selector only looks at pods that could match.
+
+    Results are remembered per (selector, namespace): policies repeat the same selectors a lot.
+    Matching itself is still the model's own `LabelSelector.matches`; the index only narrows.
+    """
+
+    def __init__(self, cluster: Cluster, pods: Iterable[Pod]) -> None:
+        self.cluster = cluster
+        self.by_ns: dict[str, list[Pod]] = {}
+        self.by_label: dict[str, dict[tuple[str, str], list[Pod]]] = {}
+        for p in pods:
+            self.by_ns.setdefault(p.namespace, []).append(p)
+            labels = self.by_label.setdefault(p.namespace, {})
+            for kv in p.labels.items():
+                labels.setdefault(kv, []).append(p)
+        self._pods: dict[tuple[LabelSelector | None, str], tuple[Pod, ...]] = {}
+        self._namespaces: dict[LabelSelector, tuple[str, ...]] = {}
+
+    def pods(self, sel: LabelSelector | None, namespace: str) -> tuple[Pod, ...]:
+        """Policed pods of a namespace that sel matches (None: all of them), in cluster order."""
+        key = (sel, namespace)
+        found = self._pods.get(key)
+        if found is None:
+            candidates = self.by_ns.get(namespace, [])
+            if sel is not None and sel.match_labels:
+                labels = self.by_label.get(namespace, {})
+                candidates = min((labels.get(kv, []) for kv in sel.match_labels), key=len)
+            found = self._pods[key] = tuple(p for p in candidates if sel is None or sel.matches(p.labels))
+        return found
+
+    def namespaces(self, sel: LabelSelector) -> tuple[str, ...]:
+        """Namespaces with policed pods whose labels sel matches."""
+        found = self._namespaces.get(sel)
+        if found is None:
+            found = self._namespaces[sel] = tuple(ns for ns in self.by_ns if sel.matches(self.cluster.ns_labels(ns)))
+        return found
+
+
 @dataclass(frozen=True)
 class _Ctx:
     cluster: Cluster
     opts: Options
-    policed: tuple[Pod, ...]  # pods selectors can match: real, addressed, off the host network
-    addressed: tuple[Pod, ...]  # every real pod with an address (host network too: named ports)
+    index: _Index  # policed pods: real, addressed, off the host network
+    addressed: Mapping[int, tuple[list[int], list[Pod]]]  # per family: sorted addresses of real pods, and
+    # the pod holding each (host network too: named ports resolve on whichever pod holds the address)
     holes: Mapping[int, Spans]  # policed addresses, cut from ipBlocks when they must not match pods
-    by_ns: Mapping[str, list[Pod]]  # policed pods per namespace
     memo: dict = field(default_factory=dict)
 
 
@@ -120,15 +163,14 @@ def _peer_spans(ctx: _Ctx, pol: NetworkPolicy, rule: Rule) -> dict[int, Spans] |
 
 
 def _selected_by(ctx: _Ctx, pol: NetworkPolicy, peer: Peer) -> list[IPAddress]:
-    """Addresses of the pods a selector peer matches; policies often repeat peers, so remember."""
+    """Addresses of the pods a selector peer matches, as `resolve.peer_matches` would say."""
     key = (peer, pol.namespace)
     if key not in ctx.memo:
         if peer.namespace_selector is None:
-            namespaces = [pol.namespace]
-        else:  # only a cheap first cut: peer_matches below has the last word
-            namespaces = [ns for ns in ctx.by_ns if peer.namespace_selector.matches(ctx.cluster.ns_labels(ns))]
-        ctx.memo[key] = [a for ns in namespaces for pod in ctx.by_ns.get(ns, ())
-                         if peer_matches(ctx.cluster, pol, peer, Endpoint(pod=pod), None, ctx.opts)
+            namespaces: Iterable[str] = (pol.namespace,)
+        else:
+            namespaces = ctx.index.namespaces(peer.namespace_selector)
+        ctx.memo[key] = [a for ns in namespaces for pod in ctx.index.pods(peer.pod_selector, ns)
                          for a in pod.addresses]
     return ctx.memo[key]
 
@@ -144,6 +186,14 @@ def _port_ranges(rule: Rule) -> tuple[PortRange, ...] | None:
     return tuple(PortRange(proto, lo, hi) for proto in sorted(per_proto) for lo, hi in merge(per_proto[proto]))
 
 
+def _holders(ctx: _Ctx, peers: Mapping[int, Spans]) -> Iterator[Pod]:
+    """Real pods holding an address inside peers (once per address they hold there)."""
+    for v in FAMILIES:
+        keys, pods = ctx.addressed[v]
+        for lo, hi in peers[v]:
+            yield from pods[bisect.bisect_left(keys, lo):bisect.bisect_right(keys, hi)]
+
+
 def _named_ports(rule: Rule, targets: Iterable[Pod], peers: Mapping[int, Spans] | None
                  ) -> dict[int, frozenset[NamedPort]] | None:
     """Named ports mean what the destination pod calls them, protocol included, per pod address."""
@@ -152,12 +202,13 @@ def _named_ports(rule: Rule, targets: Iterable[Pod], peers: Mapping[int, Spans] 
         return None
     out: dict[int, set[NamedPort]] = {v: set() for v in FAMILIES}
     for pod in targets:
+        found = [(e.protocol, cp.port) for e in entries for cp in pod.named_port(e.port) if cp.protocol == e.protocol]
+        if not found:
+            continue
         for addr in pod.addresses:
             if peers is not None and not contains(peers[addr.version], int(addr)):
                 continue  # the peer match would refuse this destination anyway
-            for e in entries:
-                out[addr.version].update(NamedPort(addr, e.protocol, cp.port)
-                                         for cp in pod.named_port(e.port) if cp.protocol == e.protocol)
+            out[addr.version].update(NamedPort(addr, proto, port) for proto, port in found)
     return {v: frozenset(s) for v, s in out.items()}
 
 
@@ -167,37 +218,77 @@ def _rule(ctx: _Ctx, pol: NetworkPolicy, direction: str, index: int, rule: Rule,
     if direction == INGRESS:  # the destination is the selected pod
         named = _named_ports(rule, selected, None)
     else:  # the destination is the peer, whichever pod holds the address
-        named = _named_ports(rule, ctx.addressed, peers)
+        named = _named_ports(rule, _all_addressed(ctx) if peers is None else _holders(ctx, peers), peers)
     return RulePlan(direction, index, peers, _port_ranges(rule), named)
 
 
-def _policy(ctx: _Ctx, pol: NetworkPolicy, local: list[Pod]) -> PolicyPlan:
-    selected = [p for p in local if selects(pol, p)]
+def _all_addressed(ctx: _Ctx) -> Iterator[Pod]:
+    seen: set[int] = set()
+    for v in FAMILIES:
+        for pod in ctx.addressed[v][1]:
+            if id(pod) not in seen:
+                seen.add(id(pod))
+                yield pod
+
+
+def _policy(ctx: _Ctx, pol: NetworkPolicy, is_local: Callable[[Pod], bool]) -> tuple[PolicyPlan, list[Pod]]:
+    """The policy's plan, and the local pods it selects."""
+    selected = [p for p in ctx.index.pods(pol.pod_selector, pol.namespace) if is_local(p)]
     directions = tuple(d for d in DIRECTIONS if pol.affects(d))
     rules = {d: tuple(_rule(ctx, pol, d, i, r, selected) for i, r in enumerate(pol.rules(d)))
              if d in directions else () for d in DIRECTIONS}
     by_family = _by_family(a for p in selected for a in p.addresses)
-    return PolicyPlan(pol.namespace, pol.name, directions,
+    plan = PolicyPlan(pol.namespace, pol.name, directions,
                       {v: tuple(sorted(set(addrs))) for v, addrs in by_family.items()},
                       rules[INGRESS], rules[EGRESS])
+    return plan, selected
 
 
-def _isolated(cluster: Cluster, pod: Pod, direction: str) -> bool:
-    return any(p.affects(direction) and selects(p, pod) for p in cluster.policies_in(pod.namespace))
+def _address_index(pods: Iterable[Pod]) -> dict[int, tuple[list[int], list[Pod]]]:
+    pairs: dict[int, list[tuple[int, int, Pod]]] = {v: [] for v in FAMILIES}
+    for i, p in enumerate(pods):
+        for a in p.addresses:
+            pairs[a.version].append((int(a), i, p))
+    out = {}
+    for v, items in pairs.items():
+        items.sort(key=lambda t: t[:2])
+        out[v] = ([k for k, _, _ in items], [p for _, _, p in items])
+    return out
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while building many small objects that all stay alive: with
+    a 10k-pod cluster in memory each collection walks it all, which doubled compile and render."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def compile_plan(cluster: Cluster, node: str | None = None, opts: Options = Options()) -> Plan:
     """The plan for the pods of one node (None: every pod, as in a lab with one node)."""
+    with paused_gc():
+        return _compile(cluster, node, opts)
+
+
+def _compile(cluster: Cluster, node: str | None, opts: Options) -> Plan:
     addressed = tuple(p for p in cluster.pods if p.kind == "Pod" and p.ips)
     policed = tuple(p for p in addressed if not p.host_network)
     local = [p for p in policed if node is None or p.node_name == node]
-    by_ns: dict[str, list[Pod]] = {}
-    for p in policed:
-        by_ns.setdefault(p.namespace, []).append(p)
-    ctx = _Ctx(cluster, opts, policed, addressed, _points(a for p in policed for a in p.addresses), by_ns)
-    policies = tuple(_policy(ctx, pol, local) for pol in sorted(cluster.policies, key=lambda p: p.key))
-    isolated = {d: {a: p.namespace for p in local if _isolated(cluster, p, d) for a in p.addresses}
+    ctx = _Ctx(cluster, opts, _Index(cluster, policed), _address_index(addressed),
+               _points(a for p in policed for a in p.addresses))
+    policies, isolating = [], {d: set() for d in DIRECTIONS}
+    for pol in sorted(cluster.policies, key=lambda p: p.key):
+        planned, selected = _policy(ctx, pol, lambda p: node is None or p.node_name == node)
+        policies.append(planned)
+        for d in planned.directions:  # a pod is isolated in d when a policy of d selects it
+            isolating[d].update(id(p) for p in selected)
+    isolated = {d: {a: p.namespace for p in local if id(p) in isolating[d] for a in p.addresses}
                 for d in DIRECTIONS}
     chains = {d: tuple(sorted({p.namespace for p in cluster.policies if p.affects(d)})) for d in DIRECTIONS}
-    enforced = tuple(p.key for p in local if any(_isolated(cluster, p, d) for d in DIRECTIONS))
-    return Plan(node, tuple(p.key for p in local), enforced, policies, isolated, chains)
+    enforced = tuple(p.key for p in local if any(id(p) in isolating[d] for d in DIRECTIONS))
+    return Plan(node, tuple(p.key for p in local), enforced, tuple(policies), isolated, chains)

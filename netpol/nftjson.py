@@ -192,7 +192,9 @@ def interval_text(typ: str, span: Interval) -> str:
     lo, hi = span
     if typ not in _ADDR_VERSION:
         return str(lo) if lo == hi else f"{lo}-{hi}"
-    first, last = ipaddress.ip_address(lo), ipaddress.ip_address(hi)
+    # by the set's type, not the number: an IPv6 span may start below 2**32 (::/0 minus excepts)
+    addr = ipaddress.IPv4Address if _ADDR_VERSION[typ] == 4 else ipaddress.IPv6Address
+    first, last = addr(lo), addr(hi)
     if lo == hi:
         return str(first)
     nets = list(ipaddress.summarize_address_range(first, last))

@@ -7,6 +7,7 @@ set, so every set is kept merged: sorted, disjoint and not even adjacent.
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -65,6 +66,7 @@ def _prefix_len(version: int, span: Span) -> int | None:
     return (32 if version == 4 else 128) - (size.bit_length() - 1)
 
 
+@functools.lru_cache(maxsize=1 << 17)  # the same pod addresses fill many sets
 def address_text(version: int, span: Span) -> str:
     lo, hi = span
     first = str(_ADDRESS[version](lo))

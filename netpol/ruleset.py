@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,6 +24,12 @@ class Ruleset:
     table: str
     skeleton: str
     elements: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Optional, from render(previous=...): the ruleset this one was diffed against (weakly held,
+    # so rulesets do not chain in memory) and per changed set its (removed, added) elements.
+    # apply uses them instead of comparing every set when it last applied exactly that base.
+    base: weakref.ref[Ruleset] | None = field(default=None, compare=False, repr=False)
+    changes: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.table):
@@ -31,11 +38,23 @@ class Ruleset:
         for name, elems in self.elements.items():
             if not _NAME.fullmatch(name):
                 raise ValueError(f"bad set name {name!r}")
-            bad = [e for e in elems if _UNSAFE.search(e) or not e.strip()]
-            if bad:
+            if _UNSAFE.search("\0".join(elems)) or any(not e.strip() for e in elems):  # one scan per set
+                bad = [e for e in elems if _UNSAFE.search(e) or not e.strip()]
                 raise ValueError(f"set {name}: unsafe element {bad[0]!r}")
-            frozen[name] = frozenset(e.strip() for e in elems)
+            stripped = frozenset(e.strip() for e in elems)
+            frozen[name] = elems if stripped == elems and isinstance(elems, frozenset) else stripped
         object.__setattr__(self, "elements", MappingProxyType(frozen))
+        if self.base is not None:
+            base = self.base()
+            if base is None or base.table != self.table or any(
+                    frozen.get(n, frozenset()) != base.elements.get(n, frozenset()) - gone | came
+                    for n, (gone, came) in self.changes.items()):
+                raise ValueError("changes do not lead from base to these elements")
+            object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
+
+    def diffed_from(self, other: Ruleset) -> bool:
+        """Whether `changes` are exactly the element differences from other (same skeleton too)."""
+        return self.base is not None and self.base() is other and self.skeleton == other.skeleton
 
     def element_commands(self, verb: str = "add") -> str:
         """`add element` lines for every non-empty set, sorted so the text is stable."""
