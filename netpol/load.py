@@ -79,24 +79,33 @@ def _scalar(node: yaml.ScalarNode):
     return _CONSTRUCT.construct_object(node, deep=True)
 
 
+_STR = "tag:yaml.org,2002:str"
+
+
 def _plain(node, path: Path_, lines: dict[Path_, int], cols: dict[Path_, int]):
     """Convert composed YAML nodes to dicts/lists, recording 1-based lines and columns per path."""
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
-            key = str(_plain(key_node, (), {}, {}))
+            key = key_node.value if key_node.tag == _STR else str(_plain(key_node, (), {}, {}))
             if key in out:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
             sub = path + (key,)
-            lines[sub], cols[sub] = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-            out[key] = _plain(value_node, sub, lines, cols)
+            mark = key_node.start_mark
+            lines[sub] = mark.line + 1
+            cols[sub] = mark.column + 1
+            # strings are most values: skip the call for them
+            out[key] = value_node.value if value_node.tag == _STR and isinstance(value_node, yaml.ScalarNode) \
+                else _plain(value_node, sub, lines, cols)
         return out
     if isinstance(node, yaml.SequenceNode):
         out = []
         for i, value_node in enumerate(node.value):
             sub = path + (i,)
-            lines[sub], cols[sub] = value_node.start_mark.line + 1, value_node.start_mark.column + 1
+            mark = value_node.start_mark
+            lines[sub] = mark.line + 1
+            cols[sub] = mark.column + 1
             out.append(_plain(value_node, sub, lines, cols))
         return out
     return _scalar(node)
