@@ -1,8 +1,9 @@
 """The node agent end to end: the API stand-in (tests/kubestub.py) → the agent → nftables in a lab
-node netns → real connections between lab pods. Netns and interfaces use the prefix `npg`."""
+node netns → real connections between lab pods. Netns and interfaces use the prefix `nps`."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,8 +23,8 @@ from netpol.apply import Enforcer
 from netpol.lab import LabHost, LabState, Probe, down, probe, up
 
 pytestmark = pytest.mark.kernel
-PREFIX = f"npg{os.getpid() % 100000}"
-TABLE = "npgt"
+PREFIX = f"nps{os.getpid() % 100000}"
+TABLE = "npst"
 HOSTS = 6
 
 
@@ -344,27 +345,24 @@ def test_restart_never_allows_what_policies_deny(lab, cluster):
     assert gone.returncode != 0  # --cleanup-on-exit removed it
 
 
-def test_element_delta_recovers_from_pieces_it_did_not_write():
-    from netpol.agent.delta import Delta
-    from netpol.ruleset import Ruleset
-    name = f"npgd{os.getpid() % 100000}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        skeleton = "set peers { type ipv4_addr; flags interval; }\nset sel { type ipv4_addr; }\n" \
-                   "map disp { type ipv4_addr : verdict; }\nchain c { counter drop comment \"x\"; }"
-        old = Ruleset(TABLE, skeleton, {"peers": {"198.18.0.1-198.18.0.3"}, "sel": {"198.18.1.1"},
-                                        "disp": {"198.18.1.1 : jump c"}})
-        new = Ruleset(TABLE, skeleton, {"peers": {"198.18.0.1-198.18.0.4"}, "sel": {"198.18.1.2"},
-                                        "disp": {"198.18.1.2 : jump c"}})
-        enforcer, delta = Enforcer(name), Delta(name)
-        enforcer.apply(old)
-        assert delta.apply(old, new).kind == "elements" and enforcer.drift(new) == []
-        assert delta.apply(new, new).kind == "none"
-        # someone rewrote the interval as two pieces: the exact delete fails, the set is refilled
-        nft = ["ip", "netns", "exec", name, "nft"]
-        subprocess.run(nft + ["flush", "set", "inet", TABLE, "peers"], check=True)
-        pieces = "{ 198.18.0.1-198.18.0.2, 198.18.0.3-198.18.0.4 }"
-        subprocess.run(nft + ["add", "element", "inet", TABLE, "peers", pieces], check=True)
-        assert delta.apply(new, old).kind == "elements" and enforcer.drift(old) == []
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+def test_pod_churn_is_sent_as_elements_and_survives_edits_between_batches(lab, cluster, start):
+    cluster.web_only_from(CLIENTS)
+    run = start(resync_period=300.0)  # no resync: the next batch itself must notice the edit
+    expect(lab, {(1, 0): True, (3, 0): False})
+    run.applied(cluster.pod("a", "client2", 3, app="client"))
+    expect(lab, {(1, 0): True, (3, 0): True})
+    churn = [r for r in run.reports if r.result is not None][1:]
+    assert churn and all(r.result.fast and r.result.kind == "elements" for r in churn)
+    # someone empties every set (the skeleton stays): the generation moved, so the next batch
+    # compares the whole table and puts back what it lost along with its own change
+    listing = subprocess.run(["ip", "netns", "exec", lab.node_netns, "nft", "-j", "list", "sets", "inet"],
+                             capture_output=True, text=True, check=True).stdout
+    for name in {s["set"]["name"] for s in json.loads(listing)["nftables"]
+                 if "set" in s and s["set"]["table"] == TABLE and s["set"]["name"].endswith("_peer4")}:
+        subprocess.run(["ip", "netns", "exec", lab.node_netns, "nft", "flush", "set", "inet", TABLE, name],
+                       check=True)
+    assert pairs(lab, {(1, 0): False}) == {(1, 0): False}
+    cluster.stub.delete("Pod", "client2", "a")
+    expect(lab, {(1, 0): True, (3, 0): False})
+    last = [r for r in run.reports if r.result is not None][-1]
+    assert last.result.kind == "elements" and not last.result.fast

@@ -12,7 +12,6 @@ from kubestub import KubeStub
 from typer.testing import CliRunner
 
 from netpol.agent import AgentConfig, Event, Store
-from netpol.agent.delta import interval_sets
 from netpol.agent.failmode import bootstrap_ruleset
 from netpol.agent.metrics import Metrics, RuleCounters, rule_labels
 from netpol.agent.pipeline import deny_actions
@@ -183,12 +182,6 @@ def test_bootstrap_ruleset():
     assert dict(cidrs.elements) == {"pods4": {"198.18.0.0/16"}, "pods6": {"2001:db8::/48"}}
     with pytest.raises(NetpolError, match="--pod-cidr"):
         bootstrap_ruleset("t", ["nonsense"])
-
-
-def test_interval_sets_found_in_a_skeleton():
-    sk = "\tset a {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t}\n\tset b {\n\t\ttype ipv4_addr\n\t}\n" \
-         "\tmap m {\n\t\ttype ipv4_addr : verdict\n\t\tflags interval\n\t}"
-    assert interval_sets(sk) == {"a": "set", "m": "map"}
 
 
 def test_backoff_grows_with_jitter_and_is_capped():

@@ -1,7 +1,7 @@
 """The node agent (`netpol enforce --watch`): watch the API, keep this node's table in step.
 
-watch (source) → store (pure, in memory) → debounce (reconcile) → Cluster → compile → render →
-apply, one libnftables transaction per batch. `run(cfg)` runs it as a process; `Agent(cfg)` is
+watch (source) → store (pure, in memory) → debounce (reconcile) → snapshot → compile (updated for
+the pods that changed) → render → apply, one transaction per batch. `run(cfg)` runs it as a process; `Agent(cfg)` is
 the Python API.
 """
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from ..apply import Enforcer
 from ..errors import NetpolError
 from ..resolve import Options
-from .delta import Delta
 from .failmode import FailMode, bootstrap_ruleset, parse_cidrs
 from .logs import LogFormat, configure, unconfigure
 from .metrics import Metrics, StatusServer
@@ -51,7 +50,6 @@ class AgentConfig:
     options: Options = field(default_factory=Options)
     watch_timeout: int = 300  # seconds a watch lasts before it is renewed (randomised x1-2)
     watch_backoff: Backoff = Backoff()
-    element_deltas: bool = True  # send element diffs without reading the table back (see delta.py)
 
     def check(self) -> AgentConfig:
         if not _TABLE.fullmatch(self.table):
@@ -101,8 +99,7 @@ class Agent:
         if self.enforcer is None:
             self.enforcer = Enforcer(cfg.netns)
         self.reconciler = Reconciler(self.enforcer, build, self.metrics, debounce=cfg.debounce,
-                                     resync_period=cfg.resync_period, on_batch=self._on_batch,
-                                     delta=Delta(cfg.netns) if cfg.element_deltas else None)
+                                     resync_period=cfg.resync_period, on_batch=self._on_batch)
         self.metrics.add_rule_counters(lambda: self.enforcer.counters(cfg.table))
         if cfg.metrics_addr is not None:
             self.server = StatusServer(cfg.metrics_addr, self.metrics, ready=self.ready,

@@ -1,7 +1,9 @@
 """The cluster as the watches last described it: pure, in memory, only what the model needs.
 
-Events go in (`Store.apply`), a `Cluster` comes out (`Store.snapshot`). Two rules keep a
-snapshot from granting access the kernel should not give:
+Events go in (`Store.apply`), a `Cluster` comes out (`Store.snapshot`), with the pods changed
+since the previous snapshot so the agent can update its plan instead of compiling it again;
+the work per event is proportional to what it touches. Two rules keep a snapshot from granting
+access the kernel should not give:
 
 - IP reuse: while a terminating pod still shows an address the CNI already gave to a new
   pod, both claim it. The address goes to the newest claim (non-terminating pods first), so
@@ -14,7 +16,9 @@ snapshot from granting access the kernel should not give:
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,6 +50,11 @@ class _PodEntry:
     terminating: bool
     claim: int  # order in which this pod's current addresses were first seen
 
+    @functools.cached_property
+    def bare(self) -> Pod:
+        """The pod without its addresses, as a snapshot shows it while newer pods claim them."""
+        return self.pod.model_copy(update={"ips": ()})
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -53,6 +62,10 @@ class Snapshot:
     version: int  # the store's change counter when taken
     held: tuple[str, ...] = ()  # pods left out: their namespace is not known yet
     reused: tuple[str, ...] = ()  # pods that lost an address to a newer claim
+    # The pods that differ from the previous snapshot (taken at version `since`), as they are in
+    # cluster (None: gone from it); None when namespaces or policies changed too.
+    changes: Mapping[str, Pod | None] | None = None
+    since: int = -1
 
 
 @dataclass
@@ -63,6 +76,15 @@ class Store:
     invalid: dict[str, str] = field(default_factory=dict)  # "Kind ns/name" -> why it was not understood
     version: int = 0
     _claims: itertools.count = field(default_factory=itertools.count)
+    # Kept in step with every pod change, so a snapshot costs what changed since the last one:
+    _settled: dict[str, Pod] = field(default_factory=dict)  # the snapshot's pods
+    _claimants: dict[str, set[str]] = field(default_factory=dict)  # address -> policed pods showing it
+    _held: set[str] = field(default_factory=set)
+    _reused: set[str] = field(default_factory=set)
+    _changed: dict[str, None] = field(default_factory=dict)  # pods settled otherwise since the last snapshot
+    _whole: bool = True  # namespaces or policies changed since the last snapshot
+    _stale: bool = False  # the set of namespaces changed: settle every pod again at the next snapshot
+    _since: int = -1
 
     # ---- events ----------------------------------------------------------
 
@@ -95,83 +117,135 @@ class Store:
 
     def _delete(self, kind: Kind, ident: str) -> bool:
         self.invalid.pop(f"{kind} {ident}", None)
-        return self._table(kind).pop(ident, None) is not None
+        if kind == "Pod":
+            return self._set_pod(ident, None)
+        if self._table(kind).pop(ident, None) is None:
+            return False
+        self._whole = True
+        self._stale |= kind == "Namespace"
+        return True
 
     def _put(self, kind: Kind, obj: dict) -> bool:
         ident = _ident(obj)
         raw = RawObject({**obj, "kind": kind}, Source(f"cluster:{kind}/{ident}", 0))
         self.invalid.pop(f"{kind} {ident}", None)
         try:
-            if kind == "Namespace":
-                return _replace(self.namespaces, ident, parse_namespace(raw))
-            if kind == "NetworkPolicy":
-                return _replace(self.policies, ident, parse_policy(raw))
-            return self._put_pod(ident, obj, raw)
+            if kind == "Pod":
+                return self._put_pod(ident, obj, raw)
+            value = parse_namespace(raw) if kind == "Namespace" else parse_policy(raw)
         except InputError as exc:
             self.invalid[f"{kind} {ident}"] = str(exc)
-            if kind == "NetworkPolicy":  # fail closed: isolate what it may select, allow nothing
-                return _replace(self.policies, ident, _deny_all(raw))
-            return self._delete(kind, ident)
+            if kind != "NetworkPolicy":
+                return self._delete(kind, ident)
+            value = _deny_all(raw)  # fail closed: isolate what it may select, allow nothing
+        table = self._table(kind)
+        if table.get(ident) == value:
+            return False
+        self._stale |= kind == "Namespace" and ident not in table
+        table[ident] = value
+        self._whole = True
+        return True
 
     def _put_pod(self, ident: str, obj: dict, raw: RawObject) -> bool:
         pod = parse_pod(raw)
         if pod is None:  # finished pods hold no address
-            return self._delete("Pod", ident)
+            return self._set_pod(ident, None)
         pod = pod.model_copy(update={"source": None, "annotations": ()})
         terminating = bool((obj.get("metadata") or {}).get("deletionTimestamp"))
         old = self.pods.get(ident)
         if old is not None and old.pod == pod and old.terminating == terminating:
             return False
         claim = old.claim if old is not None and old.pod.ips == pod.ips else next(self._claims)
-        self.pods[ident] = _PodEntry(pod, terminating, claim)
+        return self._set_pod(ident, _PodEntry(pod, terminating, claim))
+
+    # ---- addresses -------------------------------------------------------
+
+    def _set_pod(self, key: str, entry: _PodEntry | None) -> bool:
+        """Put (None: remove) a pod, and settle again every pod claiming an address it had or has."""
+        old = self.pods.pop(key, None) if entry is None else self.pods.get(key)
+        if entry is None and old is None:
+            return False
+        if entry is not None:
+            self.pods[key] = entry
+        if self._stale:  # everything is settled again at the next snapshot
+            return True
+        touched = {key}
+        for e, claiming in ((old, False), (entry, True)):
+            if e is None or e.pod.host_network or e.pod.namespace not in self.namespaces:
+                continue
+            for ip in e.pod.ips:
+                keys = self._claimants.setdefault(ip, set())
+                if claiming:
+                    keys.add(key)
+                else:
+                    keys.discard(key)
+                touched |= keys
+                if not keys:
+                    del self._claimants[ip]
+        for k in touched:
+            self._settle(k)
         return True
+
+    def _settle(self, key: str) -> None:
+        """The pod as snapshots show it: held out, whole, or without the addresses newer pods claim."""
+        e = self.pods.get(key)
+        pod = None
+        if e is not None and e.pod.namespace in self.namespaces:
+            owns = e.pod.host_network or all(self._owner(ip) == key for ip in e.pod.ips)
+            pod = e.pod if owns else e.bare
+        _mark(self._held, key, e is not None and pod is None)
+        _mark(self._reused, key, pod is not None and pod is not e.pod)
+        if pod is not self._settled.get(key):
+            if pod is None:
+                del self._settled[key]
+            else:
+                self._settled[key] = pod
+            self._changed[key] = None
+
+    def _owner(self, ip: str) -> str:
+        """The newest claim wins, non-terminating pods first."""
+        return max(self._claimants[ip], key=lambda k: _rank(self.pods[k]))
+
+    def _settle_all(self) -> None:
+        self._claimants, self._held, self._reused = {}, set(), set()
+        for key, e in self.pods.items():
+            if not e.pod.host_network and e.pod.namespace in self.namespaces:
+                for ip in e.pod.ips:
+                    self._claimants.setdefault(ip, set()).add(key)
+        for key in list(self.pods.keys() | self._settled.keys()):
+            self._settle(key)
+        self._stale = False
 
     # ---- snapshot --------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The Cluster to compile now (not validated again: every part was built by a model)."""
-        held = tuple(sorted(k for k, e in self.pods.items() if e.pod.namespace not in self.namespaces))
-        entries = [e for e in self.pods.values() if e.pod.namespace in self.namespaces]
-        pods, reused = _settle_addresses(entries)
+        """The Cluster to compile now (not validated again: every part was built by a model), and
+        the pods that changed since the previous snapshot."""
+        if self._stale:
+            self._settle_all()
         namespaces = dict(sorted(self.namespaces.items()))
         policies = tuple(p for _, p in sorted(self.policies.items()) if p.namespace in namespaces)
-        cluster = Cluster.model_construct(namespaces=namespaces, pods=tuple(pods), policies=policies,
-                                          services=())
-        return Snapshot(cluster, self.version, held, reused)
+        cluster = Cluster.model_construct(namespaces=namespaces, pods=tuple(self._settled.values()),
+                                          policies=policies, services=())
+        changes = None if self._whole else {k: self._settled.get(k) for k in self._changed}
+        snap = Snapshot(cluster, self.version, tuple(sorted(self._held)), tuple(sorted(self._reused)), changes,
+                        self._since)
+        self._changed, self._whole, self._since = {}, False, self.version
+        return snap
 
     def counts(self) -> dict[str, int]:
         return {"namespaces": len(self.namespaces), "pods": len(self.pods), "policies": len(self.policies)}
 
 
-def _settle_addresses(entries: list[_PodEntry]) -> tuple[list[Pod], tuple[str, ...]]:
-    """Give each contested address to its newest claim; losers keep no address."""
-    owner: dict[str, _PodEntry] = {}
-    for e in entries:
-        if e.pod.host_network:  # host-network pods share the node's address; they are not policed
-            continue
-        for ip in e.pod.ips:
-            cur = owner.get(ip)
-            if cur is None or _rank(e) > _rank(cur):
-                owner[ip] = e
-    pods, reused = [], []
-    for e in entries:
-        if e.pod.host_network or all(owner[ip] is e for ip in e.pod.ips):
-            pods.append(e.pod)
-            continue
-        reused.append(e.pod.key)
-        pods.append(e.pod.model_copy(update={"ips": ()}))
-    return pods, tuple(sorted(reused))
+def _mark(keys: set[str], key: str, present: bool) -> None:
+    if present:
+        keys.add(key)
+    else:
+        keys.discard(key)
 
 
 def _rank(e: _PodEntry) -> tuple[bool, int]:
     return (not e.terminating, e.claim)
-
-
-def _replace(table: dict, ident: str, value) -> bool:
-    if table.get(ident) == value:
-        return False
-    table[ident] = value
-    return True
 
 
 def _ident(obj: dict) -> str:
