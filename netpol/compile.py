@@ -15,15 +15,14 @@ and the pods holding it. It must equal `compile_plan` of the new cluster (proper
 from __future__ import annotations
 
 import bisect
-import contextlib
 import dataclasses
-import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .model import Cluster, IPAddress, LabelSelector, Namespace, NetworkPolicy, Peer, Pod, Rule
 from .nftsets import Span, Spans, contains, merge, network_span, subtract
 from .resolve import Options
+from .gcpause import gc_paused as paused_gc
 
 INGRESS, EGRESS = "ingress", "egress"
 DIRECTIONS = (INGRESS, EGRESS)
@@ -262,19 +261,6 @@ def _address_index(pods: Iterable[Pod]) -> dict[int, tuple[list[int], list[Pod]]
         items.sort(key=lambda t: t[:2])
         out[v] = ([k for k, _, _ in items], [p for _, _, p in items])
     return out
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while building many small objects that all stay alive: with
-    a 10k-pod cluster in memory each collection walks it all, which doubled compile and render."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def compile_plan(cluster: Cluster, node: str | None = None, opts: Options = Options()) -> Plan:

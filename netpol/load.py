@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
 import sys
@@ -13,6 +11,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .errors import InputError
+from .gcpause import gc_paused
 
 SUFFIXES = (".yaml", ".yml", ".json")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
@@ -155,19 +154,6 @@ def _documents(text: str, file: str) -> list:
         raise _yaml_error(exc, file) from None
     except ValueError as exc:  # a scalar the constructor cannot read
         raise InputError(f"invalid YAML: {exc}", file) from None
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Building many small objects that all stay alive makes the cyclic GC rescan them again and
-    again (10x slower loads); nothing we build here is garbage, so pause it meanwhile."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def parse_text(text: str, file: str) -> list[RawObject]:

@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable
 
 from .errors import InputError
-from .load import Path_, RawObject, gc_paused
+from .gcpause import gc_paused
+from .load import Path_, RawObject
 from .model import (NS_NAME_LABEL, PROTOCOLS, WORKLOAD_KINDS, Cluster, ContainerPort, IPBlock,
                     LabelSelector, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Requirement,
                     Rule, Service, ServicePort)
