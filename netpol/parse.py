@@ -20,14 +20,19 @@ _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 class _At:
     """A cursor on one raw object: reads fields and raises errors located at them."""
 
-    def __init__(self, raw: RawObject) -> None:
-        self.raw = raw
+    def __init__(self, raw: RawObject, base: Path_ = (), node=None) -> None:
+        self.raw, self.base = raw, base
+        self.node = raw.data if node is None else node
+
+    def sub(self, path: Path_) -> _At:
+        """A cursor on a nested field, so reading many of its fields does not walk from the root."""
+        return _At(self.raw, self.base + path, self.get(path, default={}))
 
     def fail(self, message: str, path: Path_) -> InputError:
-        return self.raw.error(message, path)
+        return self.raw.error(message, self.base + path)
 
     def get(self, path: Path_, kind: type | tuple[type, ...] | None = None, default=None):
-        node = self.raw.data
+        node = self.node
         for part in path:
             if isinstance(node, dict) and isinstance(part, str):
                 node = node.get(part)
@@ -213,14 +218,14 @@ def _container_ports(at: _At, spec: Path_) -> tuple[ContainerPort, ...]:
     for kind in ("containers", "initContainers"):
         for i, _ in enumerate(at.items(spec + (kind,))):
             for j, _ in enumerate(at.items(spec + (kind, i, "ports"))):
-                p = spec + (kind, i, "ports", j)
-                number = at.get(p + ("containerPort",), int)
+                entry = at.sub(spec + (kind, i, "ports", j))
+                number = entry.get(("containerPort",), int)
                 if number is None:
                     continue  # a typo'd field the API server would drop; the port then names nothing
                 if not 1 <= number <= 65535:
-                    raise at.fail(f"containerPort {number} out of range 1-65535", p + ("containerPort",))
-                out.append(ContainerPort(name=at.get(p + ("name",), str), port=number,
-                                         protocol=_protocol(at, p + ("protocol",))))
+                    raise entry.fail(f"containerPort {number} out of range 1-65535", ("containerPort",))
+                out.append(ContainerPort(name=entry.get(("name",), str), port=number,
+                                         protocol=_protocol(entry, ("protocol",))))
     return tuple(out)
 
 
