@@ -53,6 +53,19 @@ def contains(spans: Spans, value: int) -> bool:
     return i >= 0 and spans[i][0] <= value <= spans[i][1]
 
 
+def split_runs(spans: Spans, limit: int) -> tuple[tuple[int, ...], Spans]:
+    """Merged spans as (single values, longer spans): a span of at most limit values becomes
+    its values, so a hash set can hold them; longer ones stay spans for an interval set."""
+    points: list[int] = []
+    ranges: list[Span] = []
+    for lo, hi in spans:
+        if hi - lo < limit:
+            points.extend(range(lo, hi + 1))
+        else:
+            ranges.append((lo, hi))
+    return tuple(points), tuple(ranges)
+
+
 def network_span(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Span:
     return int(net.network_address), int(net.broadcast_address)
 

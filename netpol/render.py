@@ -1,8 +1,25 @@
 """render: a Plan as one nftables `inet` table, in nft syntax (a Ruleset) or libnftables JSON.
 
-The shape depends on policies only: every set is declared, empty or not, and pods only fill sets
-and maps, so pods that come and go change elements, never chains or rules. Each rule is built once
-as expressions that know both their nft text and their JSON, so the two outputs cannot disagree.
+What the first packet of a connection walks (replies pass on conntrack):
+
+- Two base chains on the forward hook, `forward` (egress, by source address) then `forward_ingress`
+  (by destination): an accept ends one base chain only and a drop ends the packet, so "allowed by
+  egress AND by ingress" is the kernel's own rule and no verdict has to carry over.
+- Dispatch map `egress4`: pod address -> jump the chain of the first policy that selects the pod
+  and has egress rules, or its namespace's default-deny chain when none has.
+- Policy chain `p_<id>_e4`: that policy's rules for one family, cheapest first (compares before
+  hash lookups before interval lookups), each `counter accept`; then `ip saddr vmap @p_<id>_e4n`:
+  pod -> goto the next policy that selects it; a pod whose walk ends there misses the map and
+  the chain's last rule goes to the namespace's default-deny chain (`eg_<id>`). So a packet walks
+  only the policies that select its pod, never the rest of its namespace.
+- The kernel refuses jump/goto paths deeper than 16 chains, counting every map element, so each
+  namespace's policies are walked in chunks of CHUNK: chunk k has its own dispatch map
+  (`egress4_<k>`); a walk going on in a later chunk `return`s to the base chain, which looks up
+  the next dispatch map.
+
+The shape depends on policies only: every set, map and chain is declared, empty or not, and pods
+only fill sets and maps, so pods that come and go change elements, never chains or rules. Each rule
+is built once as expressions that know both their nft text and their JSON, so the outputs agree.
 """
 
 from __future__ import annotations
@@ -11,12 +28,12 @@ import functools
 import hashlib
 import re
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compile import DIRECTIONS, EGRESS, FAMILIES, INGRESS, Plan, PolicyPlan, RulePlan, paused_gc
-from .nftsets import Span, address_json, address_text, port_json, port_text
+from .compile import ALL_PORTS, DIRECTIONS, EGRESS, FAMILIES, INGRESS, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
+from .nftsets import Span, address_json, address_text, port_json, port_text, split_runs
 from .ruleset import Ruleset
 
 ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert")
@@ -25,6 +42,10 @@ IP = {4: "ip", 6: "ip6"}
 COMMENT_MAX = 120  # the kernel keeps at most 128 bytes of comment
 SHORT = {INGRESS: "i", EGRESS: "e"}
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+CHUNK = 12  # policies one walk passes by goto: with the dispatch jump and the final goto, 14 levels
+POINTS = 64  # peer address runs up to this long are kept as single addresses in a hash set
+DENY_ACTIONS = ("drop", "log", "audit")
+LOG_RATE = (10, 20)  # per second, burst: deny logging per namespace and direction
 
 
 # ---- expressions ----------------------------------------------------------
@@ -71,6 +92,33 @@ def _ct_state(*states: str) -> Expr:
                                                            "right": right}})
 
 
+def _port_match(p: PortRange) -> Expr:
+    """A compare, no set: most rules fail here for most packets, at the cost of two loads."""
+    proto = p.protocol.lower()
+    if (p.lo, p.hi) == ALL_PORTS:
+        return Expr(f"meta l4proto {proto}", {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}},
+                                                        "right": proto}})
+    right: Any = p.lo if p.lo == p.hi else {"range": [p.lo, p.hi]}
+    return Expr(f"{proto} dport {port_text((p.lo, p.hi))}",
+                {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": right}})
+
+
+def _goto(chain: str) -> Expr:
+    return Expr(f"goto {chain}", {"goto": {"target": chain}})
+
+
+def log_prefix(namespace: str, direction: str) -> str:
+    """The kernel log prefix of a denied (or, under audit, would-be denied) connection."""
+    return f"netpol deny {direction} {namespace} "
+
+
+def _log(prefix: str) -> tuple[Expr, Expr]:
+    rate, burst = LOG_RATE
+    return (Expr(f"limit rate {rate}/second burst {burst} packets",
+                 {"limit": {"rate": rate, "per": "second", "burst": burst}}),
+            Expr(f'log prefix "{prefix}"', {"log": {"prefix": prefix}}))
+
+
 ND = Expr("icmpv6 type { " + ", ".join(ND_TYPES) + " }",
           {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
                      "right": {"set": list(ND_TYPES)}}})
@@ -105,16 +153,18 @@ class NftRule:
 class NftChain:
     name: str
     rules: tuple[NftRule, ...]
-    hook: str | None = None  # base chains: type filter, priority filter, policy accept
+    hook: str | None = None  # base chains: type filter, priority filter + priority, policy accept
+    priority: int = 0
 
     def text(self) -> str:
-        head = f"\t\ttype filter hook {self.hook} priority filter; policy accept;\n" if self.hook else ""
+        prio = f"filter + {self.priority}" if self.priority else "filter"
+        head = f"\t\ttype filter hook {self.hook} priority {prio}; policy accept;\n" if self.hook else ""
         body = "".join(f"\t\t{r.text()}\n" for r in self.rules)
         return f"\tchain {self.name} {{\n{head}{body}\t}}"
 
 
 # An element is one value per field of its set: (lo, hi) for addresses and ports, a protocol name,
-# and for a verdict map the chain to jump to.
+# and for a verdict map its verdict ("jump <chain>", "goto <chain>", "return").
 Elem = tuple[tuple[Any, ...], str | None]
 
 
@@ -154,13 +204,16 @@ def _field_json(typ: str, value: Any) -> Any:
 
 def elem_text(s: NftSet, elem: Elem) -> str:
     key = " . ".join(_field_text(t, v) for t, v in zip(s.types, elem[0]))
-    return f"{key} : jump {elem[1]}" if s.verdicts else key
+    return f"{key} : {elem[1]}" if s.verdicts else key
 
 
 def elem_json(s: NftSet, elem: Elem) -> Any:
     fields = [_field_json(t, v) for t, v in zip(s.types, elem[0])]
     key = fields[0] if len(fields) == 1 else {"concat": fields}
-    return [key, {"jump": {"target": elem[1]}}] if s.verdicts else key
+    if not s.verdicts:
+        return key
+    verb, _, chain = str(elem[1]).partition(" ")
+    return [key, {verb: {"target": chain} if chain else None}]
 
 
 # ---- names ----------------------------------------------------------------
@@ -188,93 +241,187 @@ def _point(address: Any) -> Span:
     return int(address), int(address)
 
 
-def _port_sets(t: Table, base: str, r: RulePlan) -> list[tuple[str, Expr | None]]:
-    """One (kind, port match) per port-matcher kind of the rule; (kind, None) when it has no ports."""
-    if r.any_port:
-        return [("any", None)]
-    out: list[tuple[str, Expr | None]] = []
-    if r.ports is not None:
-        name = t.declare(NftSet(f"{base}_ports", ("inet_proto", "inet_service"), interval=True),
-                         (((p.protocol.lower(), (p.lo, p.hi)), None) for p in r.ports))
-        out.append(("ports", _in_set(L4PORT, name)))
+def policy_chain(pid: str, direction: str, version: int) -> str:
+    return f"p_{pid}_{SHORT[direction]}{version}"
+
+
+# Costs that order a policy chain: set lookups dominate (a hash lookup costs ~20 compares, an
+# interval lookup two to six times a hash lookup), so compares come first and intervals last.
+HASH, INTERVAL = 1, 3
+
+
+def _peer_sets(t: Table, base: str, r: RulePlan) -> dict[int, tuple[str, str]]:
+    """Per family: a hash set of the peer addresses and an interval set of the longer ranges."""
+    out = {}
+    if r.peers is not None:
+        for v in FAMILIES:
+            points, ranges = split_runs(r.peers[v], POINTS)
+            hashed = t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)), ((((p, p),), None) for p in points))
+            spans = t.declare(NftSet(f"{base}_span{v}", (ADDR_TYPE[v],), interval=True),
+                              (((s,), None) for s in ranges))
+            out[v] = (hashed, spans)
+    return out
+
+
+def _named_sets(t: Table, base: str, r: RulePlan) -> dict[int, str]:
+    out = {}
     if r.named is not None:
         for v in FAMILIES:
             elems = (((_point(n.address), n.protocol.lower(), (n.port, n.port)), None) for n in r.named[v])
-            name = t.declare(NftSet(f"{base}_named{v}", (ADDR_TYPE[v], "inet_proto", "inet_service")), elems)
-            out.append((f"named{v}", _in_set(_concat(_addr(v, "daddr"), L4PORT), name)))
+            out[v] = t.declare(NftSet(f"{base}_named{v}", (ADDR_TYPE[v], "inet_proto", "inet_service")), elems)
     return out
 
 
-def _rule_nft(t: Table, pol: PolicyPlan, pid: str, r: RulePlan) -> list[NftRule]:
+def _rule_nft(t: Table, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tuple[int, int, NftRule]]:
+    """(family, cost, rule): the rule as nft rules, one per port matcher and peer set. Selection
+    is not tested here: only the policy's selected pods are dispatched into its chains."""
     base = f"p_{pid}_{SHORT[r.direction]}{r.index}"
-    own, other = ("daddr", "saddr") if r.direction == INGRESS else ("saddr", "daddr")
-    verdict = _verdict("accept" if r.direction == INGRESS else "return")
+    other = "saddr" if r.direction == INGRESS else "daddr"
     note = comment(pol.namespace, pol.name, f"{r.direction}[{r.index}]")
-    peer_sets = {}
-    if r.peers is not None:
-        for v in FAMILIES:
-            peer_sets[v] = t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],), interval=True),
-                                     (((s,), None) for s in r.peers[v]))
-    out = []
-    for kind, port_match in _port_sets(t, base, r):
-        for v in FAMILIES:
-            if kind.startswith("named") and kind != f"named{v}":
+    peers, named = _peer_sets(t, base, r), _named_sets(t, base, r)
+    accept = (COUNTER, _verdict("accept"))
+    for v in FAMILIES:
+        # (matches, cost, whether a match already implies the peer match)
+        ports: list[tuple[tuple[Expr, ...], int, bool]] = [((), 0, False)] if r.any_port else []
+        ports += [((_port_match(p),), 0, False) for p in r.ports or ()]
+        if r.named is not None:  # egress: compile keeps only named destinations inside the peers
+            ports.append(((_in_set(_concat(_addr(v, "daddr"), L4PORT), named[v]),), HASH, r.direction == EGRESS))
+        for match, cost, implied in ports:
+            if r.peers is None or implied:
+                yield v, cost, NftRule((*match, *accept), note)
                 continue
-            exprs = [_in_set(_addr(v, own), f"p_{pid}_sel{v}")]
-            if r.peers is not None:
-                exprs.append(_in_set(_addr(v, other), peer_sets[v]))
-            if port_match is not None:
-                exprs.append(port_match)
-            out.append(NftRule((*exprs, COUNTER, verdict), note))
+            hashed, spans = peers[v]
+            yield v, cost + HASH, NftRule((*match, _in_set(_addr(v, other), hashed), *accept), note)
+            yield v, cost + INTERVAL, NftRule((*match, _in_set(_addr(v, other), spans), *accept), note)
+
+
+def _policy(t: Table, pol: PolicyPlan) -> dict[tuple[str, int], list[NftRule]]:
+    """Declares the policy's sets; its chains' rules per (direction, family), for each
+    direction it isolates and has rules in (a policy without rules only isolates)."""
+    pid = short_id(pol.key)
+    out = {}
+    for d in pol.directions:
+        if not pol.rules(d):
+            continue
+        ranked: dict[int, list[tuple[int, NftRule]]] = {v: [] for v in FAMILIES}
+        for r in pol.rules(d):
+            for v, cost, nr in _rule_nft(t, pol, pid, r):
+                ranked[v].append((cost, nr))
+        for v in FAMILIES:  # a stable sort: equal costs keep the policy's order
+            out[(d, v)] = [nr for _, nr in sorted(ranked[v], key=lambda item: item[0])]
     return out
 
 
-def _policy(t: Table, pol: PolicyPlan) -> dict[str, list[NftRule]]:
-    """Declares the policy's sets; returns its nft rules per direction it isolates."""
-    pid = short_id(pol.key)
+# ---- walks: which chains a pod's packets pass -----------------------------
+
+def dispatch_map(direction: str, version: int, chunk: int = 0) -> str:
+    return f"{direction}{version}" + (f"_{chunk}" if chunk else "")
+
+
+def walked(plan: Plan, d: str) -> list[PolicyPlan]:
+    """Policies with chains in direction d (it isolates and has rules), in plan order."""
+    return [pol for pol in plan.policies if d in pol.directions and pol.rules(d)]
+
+
+def _walks(t: Table, plan: Plan, d: str) -> int:
+    """Declares the dispatch maps of direction d and the policies' next maps, filled with every
+    local isolated pod's walk; returns the number of chunks. A walk ends in the static goto of
+    its last policy chain: the kernel re-validates the jump graph on every jump or goto element
+    added, walking all of them, so the elements are only what differs per pod."""
+    policies = walked(plan, d)
+    chunk_of: dict[str, int] = {}
+    per_ns: dict[str, int] = {}
+    for pol in policies:
+        seen = per_ns.get(pol.namespace, 0)
+        chunk_of[pol.key], per_ns[pol.namespace] = seen // CHUNK, seen + 1
+    chunks = max([1] + [-(-n // CHUNK) for n in per_ns.values()])
     for v in FAMILIES:
-        t.declare(NftSet(f"p_{pid}_sel{v}", (ADDR_TYPE[v],)), (((_point(a),), None) for a in pol.selected[v]))
-    return {d: [nr for r in pol.rules(d) for nr in _rule_nft(t, pol, pid, r)] for d in pol.directions}
+        chain = {pol.key: policy_chain(short_id(pol.key), d, v) for pol in policies}
+        maps: list[set[Elem]] = [set() for _ in range(chunks)]
+        nexts: dict[str, set[Elem]] = {pol.key: set() for pol in policies}
+        selecting: dict[Any, list[str]] = {}
+        for pol in policies:
+            for a in pol.selected[v]:
+                selecting.setdefault(a, []).append(pol.key)
+        denial = {ns: f"jump {chain_name(d, ns)}" for ns in plan.chains[d]}
+        for a, ns in plan.isolated[d].items():
+            if a.version != v:
+                continue
+            key, sel = (_point(a),), selecting.get(a, [])
+            if not sel:
+                maps[0].add((key, denial[ns]))
+            for here, there in zip(sel, sel[1:]):
+                if chunk_of[here] == chunk_of[there]:
+                    nexts[here].add((key, f"goto {chain[there]}"))
+                else:  # back to the base chain, whose next dispatch map goes on
+                    nexts[here].add((key, "return"))
+                    maps[chunk_of[there]].add((key, f"jump {chain[there]}"))
+            if sel:
+                maps[chunk_of[sel[0]]].add((key, f"jump {chain[sel[0]]}"))
+        for k, elems in enumerate(maps):
+            t.declare(NftSet(dispatch_map(d, v, k), (ADDR_TYPE[v],), verdicts=True), elems)
+        for pol in policies:
+            t.declare(NftSet(chain[pol.key] + "n", (ADDR_TYPE[v],), verdicts=True), nexts[pol.key])
+    return chunks
 
 
-# ---- base chains ----------------------------------------------------------
+def _walk_end(pol: PolicyPlan, d: str, v: int) -> tuple[NftRule, NftRule]:
+    """The next policy selecting the pod, if any (or back to the base chain for the next chunk);
+    else the namespace's default deny."""
+    own = "saddr" if d == EGRESS else "daddr"
+    return (NftRule((_vmap(_addr(v, own), policy_chain(short_id(pol.key), d, v) + "n"),),
+                    comment(pol.namespace, pol.name, f"{d} next")),
+            NftRule((_goto(chain_name(d, pol.namespace)),), comment(pol.namespace, pol.name, f"{d} end")))
 
-def _guard() -> list[NftRule]:
-    return [NftRule((_ct_state("established", "related"), COUNTER, _verdict("accept")), "replies"),
-            NftRule((_ct_state("invalid"), COUNTER, _verdict("drop")), "invalid"),
+
+# ---- base and default-deny chains -----------------------------------------
+
+def _guard(first: bool) -> list[NftRule]:
+    """The second base chain needs no invalid rule: the first one dropped those packets."""
+    invalid = [NftRule((_ct_state("invalid"), COUNTER, _verdict("drop")), "invalid")] if first else []
+    return [NftRule((_ct_state("established", "related"), COUNTER, _verdict("accept")), "replies"), *invalid,
             NftRule((ND, COUNTER, _verdict("accept")), "ipv6 neighbour discovery")]
 
 
-def _dispatch(directions: Iterable[str]) -> list[NftRule]:
-    out = []
-    for d in directions:
-        fld = "saddr" if d == EGRESS else "daddr"
-        for v in FAMILIES:
-            out.append(NftRule((_vmap(_addr(v, fld), f"{d}{v}"),), f"{d} dispatch ipv{v}"))
-    return out
+def _dispatch(d: str, chunks: int) -> list[NftRule]:
+    fld = "saddr" if d == EGRESS else "daddr"
+    return [NftRule((_vmap(_addr(v, fld), dispatch_map(d, v, k)),),
+                    f"{d} dispatch ipv{v}" + (f" #{k}" if k else ""))
+            for v in FAMILIES for k in range(chunks)]
 
 
-def build(plan: Plan, table: str = "netpol") -> Table:
+def _default_deny(d: str, ns: str, deny: str) -> tuple[NftRule, ...]:
+    """drop; log: log (rate-limited) then drop; audit: log and count, then accept."""
+    note = f"{ns} default deny {d}"
+    drop = NftRule((COUNTER, _verdict("drop")), note)
+    if deny == "drop":
+        return (drop,)
+    log = NftRule(_log(log_prefix(ns, d)), f"{note} log")
+    return (log, drop) if deny == "log" else (log, NftRule((COUNTER, _verdict("accept")), f"{note} audit"))
+
+
+def build(plan: Plan, table: str = "netpol", deny: str = "drop") -> Table:
     if not TABLE_NAME.fullmatch(table):
         raise ValueError(f"bad table name {table!r}")
+    if deny not in DENY_ACTIONS:
+        raise ValueError(f"deny action {deny!r}: one of {', '.join(DENY_ACTIONS)}")
     t = Table(table)
-    for d in DIRECTIONS:
-        for v in FAMILIES:
-            elems = {((_point(a),), chain_name(d, ns)) for a, ns in plan.isolated[d].items() if a.version == v}
-            t.declare(NftSet(f"{d}{v}", (ADDR_TYPE[v],), verdicts=True), elems)
-    per_policy = [(pol, _policy(t, pol)) for pol in plan.policies]
-    # egress first: an ingress accept ends the packet's walk through the hook
-    t.chains += [NftChain("forward", tuple(_guard() + _dispatch([EGRESS, INGRESS])), hook="forward"),
+    bodies = [(pol, _policy(t, pol)) for pol in plan.policies]
+    chunks = {d: _walks(t, plan, d) for d in DIRECTIONS}
+    t.chains += [NftChain("forward", tuple(_guard(True) + _dispatch(EGRESS, chunks[EGRESS])), hook="forward"),
+                 NftChain("forward_ingress", tuple(_guard(False) + _dispatch(INGRESS, chunks[INGRESS])),
+                          hook="forward", priority=1),
                  # to the node itself (host-network pods included): always allowed, as the spec says
                  NftChain("input", (NftRule((COUNTER, _verdict("accept")), "node-local"),), hook="input"),
                  NftChain("output", (NftRule((COUNTER, _verdict("accept")), "node-local"),), hook="output")]
+    for pol, by in bodies:
+        for (d, v), rules in by.items():
+            t.chains.append(NftChain(policy_chain(short_id(pol.key), d, v), (*rules, *_walk_end(pol, d, v))))
     for d in DIRECTIONS:
         for ns in plan.chains[d]:
-            rules = [nr for pol, by_dir in per_policy if pol.namespace == ns for nr in by_dir.get(d, ())]
-            rules.append(NftRule((COUNTER, _verdict("drop")), f"{ns} default deny {d}"))
-            t.chains.append(NftChain(chain_name(d, ns), tuple(rules)))
+            t.chains.append(NftChain(chain_name(d, ns), _default_deny(d, ns, deny)))
     if len({c.name for c in t.chains}) != len(t.chains):
-        raise ValueError("two namespaces share a chain name")
+        raise ValueError("two namespaces or policies share a chain name")
     t.sets.sort(key=_declaration_rank)
     return t
 
@@ -282,7 +429,7 @@ def build(plan: Plan, table: str = "netpol") -> Table:
 def _declaration_rank(s: NftSet) -> int:
     """The kernel finds a set by name walking the table's sets in declaration order, on every
     element change: dispatch maps first, then IPv4 sets (most pods), IPv6 sets, port sets."""
-    if s.verdicts:
+    if s.verdicts and not s.name.startswith("p_"):
         return 0
     if s.types[0] == "ipv4_addr":
         return 1
@@ -291,11 +438,13 @@ def _declaration_rank(s: NftSet) -> int:
 
 # ---- outputs --------------------------------------------------------------
 
-def render(plan: Plan, table: str = "netpol", previous: Ruleset | None = None) -> Ruleset:
+def render(plan: Plan, table: str = "netpol", previous: Ruleset | None = None, deny: str = "drop") -> Ruleset:
     """The plan as nft text. With previous (the last ruleset, e.g. the one applied), equal
-    skeleton and element sets are previous's own objects, so apply's diff skips them by identity."""
+    skeleton and element sets are previous's own objects, so apply's diff skips them by identity.
+    deny: what each namespace's default deny does: drop, log (rate-limited) and drop, or audit
+    (log, count under "<ns> default deny <direction> audit", accept)."""
     with paused_gc():
-        t = build(plan, table)
+        t = build(plan, table, deny)
         sets = t.by_name()
         skeleton = "\n".join([s.text() for s in t.sets] + [c.text() for c in t.chains])
         elements = {name: frozenset(map(_formatter(sets[name]), elems)) for name, elems in t.elements.items()}
@@ -318,7 +467,7 @@ def _formatter(s: NftSet) -> Callable[[Elem], str]:
     if s.types in (("ipv4_addr",), ("ipv6_addr",)):
         v = 4 if s.types[0] == "ipv4_addr" else 6
         if s.verdicts:
-            return lambda e: f"{address_text(v, e[0][0])} : jump {e[1]}"
+            return lambda e: f"{address_text(v, e[0][0])} : {e[1]}"
         return lambda e: address_text(v, e[0][0])
     return functools.partial(elem_text, s)
 
@@ -327,17 +476,17 @@ def _elems_json(s: NftSet, elems: set[Elem]) -> list[Any]:
     return [elem_json(s, e) for e in sorted(elems, key=lambda e: elem_text(s, e))]
 
 
-def to_json(plan: Plan, table: str = "netpol") -> dict[str, Any]:
+def to_json(plan: Plan, table: str = "netpol", deny: str = "drop") -> dict[str, Any]:
     """The same table as libnftables JSON, in an order `nft -j -f` loads (chains before the maps
     that jump to them)."""
-    t = build(plan, table)
+    t = build(plan, table, deny)
     head = {"family": "inet", "table": table}
     out: list[dict[str, Any]] = [{"metainfo": {"json_schema_version": 1}},
                                  {"table": {"family": "inet", "name": table}}]
     for c in t.chains:
         body: dict[str, Any] = {**head, "name": c.name}
         if c.hook:
-            body.update(type="filter", hook=c.hook, prio=0, policy="accept")
+            body.update(type="filter", hook=c.hook, prio=c.priority, policy="accept")
         out.append({"chain": body})
     for s in t.sets:
         body = {**head, "name": s.name, "type": s.types[0] if len(s.types) == 1 else list(s.types)}

@@ -3,12 +3,14 @@
 `Walk` interprets the rendered libnftables JSON the way the kernel does for a new connection (no
 conntrack entry yet), so every scenario can be checked against the evaluator on every pair, port,
 protocol and family in milliseconds. The kernel tests (test_enforce_kernel) prove the walk right
-with real packets on the same scenarios; here `kernel`-marked tests only check that nft takes
-each rendered table and its JSON, into namespaces made here (prefix `npe`).
+with real packets on the same scenarios; here `kernel`-marked tests check that nft takes each
+rendered table and its JSON, and what the deny actions do to real packets, in network namespaces
+made here (prefix `npd`) and removed even when a test fails.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import json
@@ -22,10 +24,15 @@ from typing import Any
 import pytest
 
 from builders import cluster, container_ports, e2e_objects, namespace, pod, policy
+import netpol.render as render_module
+from netpol.apply import Enforcer
 from netpol.compile import compile_plan
 from netpol.decide import decide
+from netpol.lab import Probe, probe, topology
+from netpol.lab.verify import hosts_for, lab_pods
 from netpol.model import Cluster, Pod
-from netpol.render import render, to_json
+from netpol.nftsets import split_runs
+from netpol.render import DENY_ACTIONS, POINTS, log_prefix, render, short_id, to_json
 from netpol.resolve import Endpoint, Options
 from netpol.ruleset import Ruleset
 
@@ -147,17 +154,24 @@ def _atom(value: Any) -> tuple[int, int]:
 
 
 class Walk:
-    """The forward hook of one rendered table, for the first packet of a connection."""
+    """The forward hook of one rendered table, for the first packet of a connection: its base
+    chains in priority order, each of which must not drop the packet (an accept ends one base
+    chain only). Chains are entered by vmap elements and jump/goto rules; a goto replaces the
+    calling chain, so the target's return is the caller's return."""
 
     def __init__(self, doc: dict) -> None:
         self.sets: dict[str, list[tuple[list[tuple[int, int]], Any]]] = {}
         self.chains: dict[str, list[list[dict]]] = {}
+        self.hooks: list[tuple[int, str]] = []  # (priority, base chain) on the forward hook
+        self.visited: list[str] = []  # chains the last packet entered
         for obj in doc["nftables"]:
             (kind, body), = obj.items()
             if kind in ("set", "map"):
                 self.sets[body["name"]] = [self._elem(e) for e in body.get("elem", [])]
             elif kind == "chain":
                 self.chains[body["name"]] = []
+                if body.get("hook") == "forward":
+                    self.hooks.append((body["prio"], body["name"]))
             elif kind == "rule":
                 self.chains[body["chain"]].append(body["expr"])
 
@@ -178,6 +192,8 @@ class Walk:
         p = expr["payload"]
         if p["protocol"] == "th":
             return pkt["port"]
+        if p["protocol"] in PROTO_NUM:  # tcp dport: only a TCP packet has one
+            return pkt["port"] if PROTO_NUM[p["protocol"]] == pkt["proto"] else None
         if p["protocol"] != {4: "ip", 6: "ip6"}[pkt["version"]]:
             return None  # an ip6 match never matches an IPv4 packet, and vice versa
         return pkt["src" if p["field"] == "saddr" else "dst"]
@@ -190,38 +206,94 @@ class Walk:
         return None
 
     def _match(self, m: dict, pkt: dict) -> bool:
-        left = m["left"]
+        left, right = m["left"], m["right"]
         if "ct" in left:
             return False  # a new, valid connection
         if left.get("payload", {}).get("protocol") == "icmpv6":
             return False
         value = self._value(left, pkt)
-        return value is not None and self._lookup(m["right"][1:], value) is not None
+        if value is None:
+            return False
+        if isinstance(right, str) and right.startswith("@"):
+            hit = self._lookup(right[1:], value) is not None
+        else:
+            lo, hi = _atom(right)
+            hit = lo <= value <= hi
+        return hit if m["op"] in ("==", "in") else not hit
 
-    def chain(self, name: str, pkt: dict) -> str | None:
-        for exprs in self.chains[name]:
-            for e in exprs:
-                if "match" in e:
-                    if not self._match(e["match"], pkt):
-                        break
-                elif "vmap" in e:
-                    value = self._value(e["vmap"]["key"], pkt)
-                    target = None if value is None else self._lookup(e["vmap"]["data"][1:], value)
-                    if target is None:
-                        break
-                    verdict = self.chain(target["jump"]["target"], pkt)
-                    if verdict is not None:
-                        return verdict
-                    break
-                elif "counter" in e:
-                    continue
-                else:
-                    (word, _), = e.items()
-                    return None if word == "return" else word
+    def _enter(self, verb: str, target: str, pkt: dict, depth: int) -> str | None:
+        """What the calling rule yields: "next" (go on after it), a verdict, or None (return)."""
+        got = self.run(target, pkt, depth + 1)
+        if verb == "goto":
+            return got
+        return "next" if got is None else got
+
+    def _rule(self, exprs: list[dict], pkt: dict, depth: int) -> str | None:
+        for e in exprs:
+            if "match" in e:
+                if not self._match(e["match"], pkt):
+                    return "next"
+            elif "vmap" in e:
+                value = self._value(e["vmap"]["key"], pkt)
+                target = None if value is None else self._lookup(e["vmap"]["data"][1:], value)
+                if target is None:
+                    return "next"
+                (verb, arg), = target.items()
+                if verb in ("jump", "goto"):
+                    return self._enter(verb, arg["target"], pkt, depth)
+                return None if verb == "return" else verb
+            elif any(k in e for k in ("counter", "log", "limit")):
+                continue  # the limit lets these few packets through
+            elif "jump" in e or "goto" in e:
+                (verb, arg), = e.items()
+                return self._enter(verb, arg["target"], pkt, depth)
+            else:
+                (word, _), = e.items()
+                return None if word == "return" else word
+        return "next"
+
+    def run(self, chain: str, pkt: dict, depth: int = 0) -> str | None:
+        """accept, drop, or None when the chain returns (or ends)."""
+        assert depth < 16, "the kernel allows at most 16 nested chains"
+        self.visited.append(chain)
+        for exprs in self.chains[chain]:
+            verdict = self._rule(exprs, pkt, depth)
+            if verdict != "next":
+                return verdict
         return None
 
     def allows(self, pkt: dict) -> bool:
-        return self.chain("forward", pkt) != "drop"
+        self.visited = []
+        return all(self.run(name, pkt) != "drop" for _, name in sorted(self.hooks))
+
+
+def max_depth(doc: dict) -> int:
+    """The deepest chain any jump/goto path reaches, counting every map element as the kernel does
+    when it validates the table (the base chains are level 0; it refuses level 16)."""
+    edges: dict[str, set[str]] = {}
+    maps: dict[str, set[str]] = {}
+    bases = []
+    for obj in doc["nftables"]:
+        (kind, body), = obj.items()
+        if kind == "map":
+            maps[body["name"]] = {arg["target"] for e in body.get("elem", []) for arg in e[1].values() if arg}
+        elif kind == "chain":
+            edges[body["name"]] = set()
+            if "hook" in body:
+                bases.append(body["name"])
+    for obj in doc["nftables"]:
+        if "rule" in obj:
+            for e in obj["rule"]["expr"]:
+                if "vmap" in e:
+                    edges[obj["rule"]["chain"]] |= maps[e["vmap"]["data"][1:]]
+                elif "jump" in e or "goto" in e:
+                    edges[obj["rule"]["chain"]].add(next(iter(e.values()))["target"])
+
+    @functools.lru_cache(maxsize=None)
+    def height(chain: str) -> int:
+        return max((1 + height(c) for c in edges[chain]), default=0)
+
+    return max(height(b) for b in bases)
 
 
 def _ep(c: Cluster, p: Pod | None, ip: str | None) -> Endpoint:
@@ -362,23 +434,125 @@ def test_every_rule_has_counter_and_comment_with_stable_id():
     c, opts = scenario("named-ports")
     rs = render(compile_plan(c, None, opts))
     for line in _rules(rs):
-        if "vmap" not in line:
+        if "vmap" not in line and not line.startswith("goto "):  # dispatch: the chain it leads to counts
             assert " counter " in f" {line} "
     assert any('comment "x/named-in ingress[1]"' in line for line in _rules(rs))
     assert any(line.endswith('counter drop comment "y default deny egress"') for line in _rules(rs))
-    assert any(line.endswith('counter return comment "y/named-out egress[0]"') for line in _rules(rs))
+    assert any(line.endswith('counter accept comment "y/named-out egress[0]"') for line in _rules(rs))
+    assert any(line.endswith('comment "y/named-out egress next"') for line in _rules(rs))
+    assert any(line.startswith("goto eg_") and line.endswith('comment "y/named-out egress end"') for line in _rules(rs))
+
+
+def _chain(text: str, name: str) -> str:
+    start = text.index(f"\tchain {name} {{\n")
+    return text[start:text.index("\n\t}", start)]
 
 
 def test_base_chains_order_and_dispatch():
     rs = render(compile_plan(world(), None, Options()))
-    text = rs.skeleton
-    fwd = text[text.index("chain forward"):text.index("chain input")]
-    order = ["ct state established,related", "ct state invalid", "nd-neighbor-solicit", "ip saddr vmap @egress4",
-             "ip6 saddr vmap @egress6", "ip daddr vmap @ingress4", "ip6 daddr vmap @ingress6"]
-    assert [fwd.index(o) for o in order] == sorted(fwd.index(o) for o in order)
-    inp = text[text.index("chain input"):text.index("chain output")]
+    egress, ingress = _chain(rs.skeleton, "forward"), _chain(rs.skeleton, "forward_ingress")
+    assert "hook forward priority filter;" in egress and "hook forward priority filter + 1;" in ingress
+    for chain, order in ((egress, ["ct state established,related", "ct state invalid", "nd-neighbor-solicit",
+                                   "ip saddr vmap @egress4", "ip6 saddr vmap @egress6"]),
+                         (ingress, ["ct state established,related", "nd-neighbor-solicit",
+                                    "ip daddr vmap @ingress4", "ip6 daddr vmap @ingress6"])):
+        assert [chain.index(o) for o in order] == sorted(chain.index(o) for o in order)
+    assert "daddr" not in egress and "saddr" not in ingress
+    inp = _chain(rs.skeleton, "input")
     assert "vmap" not in inp and "accept" in inp  # traffic to the node itself is always allowed
-    assert "hook output" in text
+    assert "hook output" in rs.skeleton
+
+
+def test_policy_chains_test_cheap_matches_first():
+    c, opts = scenario("empty-rules-and-types")
+    extra = policy("x", "mixed", {"podSelector": {}, "ingress": [
+        {"from": [{"podSelector": _sel(pod="b")}], "ports": _ports(("TCP", "web"))},
+        {"from": [{"ipBlock": {"cidr": "198.18.0.0/16"}}]},
+        {"from": [{"podSelector": _sel(pod="c")}], "ports": _ports(("UDP", 81), ("TCP", 80, 82))},
+        {"ports": _ports(("SCTP",))}]})
+    rs = render(compile_plan(world(*SCENARIOS["empty-rules-and-types"][0], extra), None, opts))
+    chain = [line.strip() for line in _chain(rs.skeleton, f"p_{short_id('x/mixed')}_i4").splitlines()[1:]]
+    # compares only; one hash lookup; two; an interval lookup; a hash and an interval lookup
+    assert [line.split(' comment "x/mixed ')[1] for line in chain] == [
+        'ingress[3]"', 'ingress[1]"', 'ingress[2]"', 'ingress[2]"', 'ingress[0]"', 'ingress[1]"',
+        'ingress[2]"', 'ingress[2]"', 'ingress[0]"', 'ingress next"', 'ingress end"']
+    assert chain[0].startswith("meta l4proto sctp counter accept")
+    assert chain[2].startswith("tcp dport 80-82 ip saddr @p_") and chain[3].startswith("udp dport 81 ip saddr @p_")
+    assert "th dport @" in chain[4] and "_peer4" in chain[4] and "_span4" in chain[8]
+    assert all("_span4" in line for line in chain[5:9])
+
+
+def test_packets_walk_only_the_policies_selecting_their_pod():
+    """The cost of a new connection depends on the policies selecting its pods, not on how many
+    policies their namespaces have."""
+    pols = [policy("x", f"b{i}", {"podSelector": _sel(pod="b"), "policyTypes": ["Ingress", "Egress"],
+                                  "ingress": [{"ports": _ports(("TCP", 1000 + i))}],
+                                  "egress": [{"ports": _ports(("TCP", 2000 + i))}]}) for i in range(20)]
+    pols += [policy("x", f"a{i}", {"podSelector": _sel(pod="a"), "ingress": [{"ports": _ports(("TCP", 80 + i))}]})
+             for i in range(2)]
+    c = world(*pols)
+    walk = Walk(to_json(compile_plan(c, None, Options())))
+    a, b = (int(ipaddress.ip_address(ip)) for ip in ("198.18.1.1", "198.18.1.2"))
+    b_policies = sorted(f"x/b{i}" for i in range(20))  # plan order
+    in_b, out_b = ([f"p_{short_id(k)}_{d}4" for k in b_policies] for d in "ie")
+
+    def policy_chains() -> list[str]:
+        return [ch for ch in walk.visited if ch.startswith("p_")]
+
+    assert not walk.allows({"version": 4, "src": b, "dst": a, "proto": 6, "port": 81})
+    assert policy_chains() == out_b and walk.visited[-1].startswith("eg_")  # all of b's, in two chunks
+    assert walk.allows({"version": 4, "src": a, "dst": b, "proto": 6, "port": 1019})
+    assert policy_chains() == in_b[:b_policies.index("x/b19") + 1]  # a is not isolated for egress
+    assert not walk.allows({"version": 4, "src": a, "dst": b, "proto": 6, "port": 99})
+    assert policy_chains() == in_b and walk.visited[-1].startswith("in_")
+    assert not walk.allows({"version": 4, "src": b, "dst": a, "proto": 6, "port": 2003})  # a's ingress: 80, 81
+    assert policy_chains() == out_b[:b_policies.index("x/b3") + 1] + [f"p_{short_id(f'x/a{i}')}_i4" for i in (0, 1)]
+    assert disagreements(c, Options())[:5] == []
+
+
+def _crowded(n: int = 30) -> Cluster:
+    """A namespace with n policies selecting the same pods, allowing one port each, and another
+    whose n egress policies only the last of which allows anything probed."""
+    pols = [policy("x", f"in{i:02d}", {"podSelector": {} if i % 2 else _sel(pod="a"),
+                                       "ingress": [{"ports": _ports(("TCP", 79 + i % 4 if i >= n - 4 else 3000 + i))}]})
+            for i in range(n)]
+    pols += [policy("y", f"out{i:02d}", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"namespaceSelector": _sel(ns="x")}], "ports": _ports(("UDP", 81 if i == n - 1 else 4000 + i))}]})
+        for i in range(n)]
+    return world(*pols)
+
+
+def test_crowded_namespaces_walk_in_chunks_the_kernel_accepts():
+    c = _crowded()
+    doc = to_json(compile_plan(c, None, Options()))
+    maps = {o["map"]["name"] for o in doc["nftables"] if "map" in o}
+    assert {"ingress4", "ingress4_1", "ingress4_2", "egress6_2"} <= maps and "ingress4_3" not in maps
+    assert max_depth(doc) <= 15
+    assert disagreements(c, Options())[:5] == []
+
+
+def test_deny_actions():
+    c, opts = scenario("egress-udp81-and-deny")
+    plan = compile_plan(c, None, opts)
+    drop, log, audit = (render(plan, deny=d) for d in DENY_ACTIONS)
+    assert drop == render(plan) and drop.elements == log.elements == audit.elements
+    lines = _rules(log)
+    i = lines.index('limit rate 10/second burst 20 packets log prefix "netpol deny egress y " '
+                    'comment "y default deny egress log"')
+    assert lines[i + 1] == 'counter drop comment "y default deny egress"'
+    assert 'counter accept comment "y default deny ingress audit"' in _rules(audit)
+    assert 'counter accept comment "x default deny egress audit"' in _rules(audit)
+    assert not any("drop comment" in line and "default deny" in line for line in _rules(audit))
+    assert log_prefix("y", "egress") == "netpol deny egress y "
+    walks = {d: Walk(to_json(plan, deny=d)) for d in DENY_ACTIONS}
+    ips = [int(ipaddress.ip_address(ip)) for p in c.pods if p.ips and not p.host_network for ip in p.ips[:1]]
+    for src, dst, proto in itertools.product(ips, ips, (6, 17)):
+        pkt = {"version": 4, "src": src, "dst": dst, "proto": proto, "port": 81}
+        assert walks["log"].allows(pkt) == walks["drop"].allows(pkt) and walks["audit"].allows(pkt)
+    assert not all(walks["drop"].allows({"version": 4, "src": s, "dst": d, "proto": 17, "port": 81})
+                   for s, d in itertools.product(ips, ips))
+    with pytest.raises(ValueError):
+        render(plan, deny="reject")
 
 
 def test_named_port_rule_uses_concatenated_set_per_destination():
@@ -408,6 +582,18 @@ def test_rule_count_depends_on_policies_not_pods():
         assert render(compile_plan(c, n, opts)).skeleton == base.skeleton
     fewer = world(*SCENARIOS["named-ports"][0][:1])
     assert render(compile_plan(fewer, None, opts)).skeleton != base.skeleton
+
+
+def test_peer_runs_split_into_hash_points_and_interval_ranges():
+    assert split_runs(((1, 1), (5, 7), (10, 10 + POINTS - 1), (100, 100 + POINTS)), POINTS) == (
+        (1, 5, 6, 7, *range(10, 10 + POINTS)), ((100, 100 + POINTS),))
+    c, opts = scenario("ipblock-except")
+    rs = render(compile_plan(c, None, opts))
+    peer4 = next(n for n in rs.elements if n.startswith(f"p_{short_id('x/blk')}") and n.endswith("_peer4"))
+    span4 = peer4.replace("_peer4", "_span4")
+    # 198.18.0.0/15 except 198.18.2.0/24 and 198.18.3.2: two short runs, two long ones
+    assert rs.elements[peer4] == {"198.18.3.0", "198.18.3.1"}
+    assert rs.elements[span4] == {"198.18.0.0/23", "198.18.3.3-198.19.255.255"}
 
 
 def test_sets_are_declared_even_when_empty():
@@ -454,7 +640,7 @@ def netns() -> Iterator:
     made: list[str] = []
 
     def make() -> str:
-        name = f"npe-r{uuid.uuid4().hex[:8]}"
+        name = f"npd-r{uuid.uuid4().hex[:8]}"
         subprocess.run(["ip", "netns", "add", name], check=True)
         made.append(name)
         return name
@@ -496,6 +682,79 @@ def test_nft_loads_text_and_json_alike(netns, name):
     _nft(a, "-f", "-", stdin=render(plan).script())
     _nft(b, "-j", "-f", "-", stdin=json.dumps(to_json(plan)))
     assert _listing(a) == _listing(b)
+
+
+@kernel
+@pytest.mark.parametrize("deny", ["log", "audit"])
+def test_nft_loads_deny_actions_and_crowded_namespaces(netns, deny):
+    plan = compile_plan(_crowded(), None, Options())
+    a, b = netns(), netns()
+    _nft(a, "-f", "-", stdin=render(plan, deny=deny).script())
+    _nft(b, "-j", "-f", "-", stdin=json.dumps(to_json(plan, deny=deny)))
+    assert _listing(a) == _listing(b)
+
+
+def _selecting_all(n: int) -> Cluster:
+    return world(*[policy("x", f"p{i:02d}", {"podSelector": {}, "ingress": [{"ports": _ports(("TCP", 1000 + i))}]})
+                   for i in range(n)])
+
+
+def test_chunks_keep_within_the_kernels_nesting_limit():
+    """A walk of a full chunk ends CHUNK + 1 chains deep (the default deny after the last policy)."""
+    chunk = render_module.CHUNK
+    assert max_depth(to_json(compile_plan(_selecting_all(chunk), None, Options()))) == chunk + 1 <= 15
+    assert max_depth(to_json(compile_plan(_selecting_all(3 * chunk + 1), None, Options()))) <= chunk + 1
+
+
+@kernel
+def test_nft_refuses_walks_16_deep(netns):
+    """The limit the chunks keep to is real: one chunk of 15 would be refused."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render_module, "CHUNK", 15)
+        plan = compile_plan(_selecting_all(15), None, Options())
+        assert max_depth(to_json(plan)) == 16
+        script = render(plan).script()
+    proc = subprocess.run(["ip", "netns", "exec", netns(), "nft", "-f", "-"], input=script,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Too many links" in proc.stderr
+    _nft(netns(), "-f", "-", stdin=render(compile_plan(_selecting_all(15), None, Options())).script())
+
+
+@pytest.fixture
+def lab() -> Iterator:
+    made: list[str] = []
+
+    def up(c: Cluster, keys: tuple[str, ...], ports: tuple[int, ...]):
+        prefix = f"npd{uuid.uuid4().hex[:6]}"
+        made.append(prefix)
+        pods = [p for p in lab_pods(c) if p.key in keys]
+        return topology.up(hosts_for(pods), prefix, [(p, proto) for p in ports for proto in ("TCP", "UDP")])
+
+    try:
+        yield up
+    finally:
+        for prefix in made:
+            topology.down(prefix)
+
+
+@kernel
+def test_deny_actions_with_real_packets(lab):
+    """log drops like drop; audit lets everything through and counts what drop would have dropped."""
+    c, opts = scenario("ingress-from-ns-y-tcp80")
+    state = lab(c, ("x/a", "y/a", "z/a"), (80,))
+    plan = compile_plan(c, None, opts)
+    enforcer = Enforcer(state.node_netns)
+    allowed, denied = Probe("y/a", "x/a", 80, "TCP"), Probe("z/a", "x/a", 80, "UDP")
+    for deny, passes in (("log", False), ("audit", True), ("drop", False)):
+        enforcer.apply(render(plan, deny=deny))
+        assert probe(state, [allowed, denied], timeout=0.5) == {allowed: True, denied: passes}, deny
+        counters = enforcer.counters("netpol")
+        assert counters["x/web ingress[0]"][0] > 0
+        if deny == "audit":
+            assert counters["x default deny ingress audit"][0] > 0
+            assert "x default deny ingress" not in counters
+        else:
+            assert counters["x default deny ingress"][0] > 0
 
 
 @kernel
