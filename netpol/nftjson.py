@@ -56,7 +56,7 @@ class LiveSet:
 class Table:
     structure: dict[str, Any]
     sets: dict[str, LiveSet] = field(default_factory=dict)
-    counters: dict[str, tuple[int, int]] = field(default_factory=dict)
+    counters: dict[str, tuple[int, int]] = field(default_factory=dict)  # per comment, rules with a counter
     handles: tuple[int, ...] = ()
 
 
@@ -255,13 +255,14 @@ def shape_of(kind: str, body: dict[str, Any]) -> SetShape:
                     " . ".join(data) if isinstance(data, list) else data)
 
 
-def _rule_counter(exprs: list[Any]) -> tuple[int, int]:
-    packets = nbytes = 0
+def _rule_counter(exprs: list[Any]) -> tuple[int, int] | None:
+    """The rule's counter values; None for a rule without a counter (walk steps, log rules)."""
+    found, packets, nbytes = False, 0, 0
     for e in exprs:
         c = e.get("counter") if isinstance(e, dict) else None
         if isinstance(c, dict):
-            packets, nbytes = packets + c.get("packets", 0), nbytes + c.get("bytes", 0)
-    return packets, nbytes
+            found, packets, nbytes = True, packets + c.get("packets", 0), nbytes + c.get("bytes", 0)
+    return (packets, nbytes) if found else None
 
 
 def parse_table(doc: dict[str, Any]) -> Table:
@@ -286,8 +287,9 @@ def parse_table(doc: dict[str, Any]) -> Table:
         elif kind == "rule":
             structure.setdefault(f"rules {body['chain']}", []).append(scrub(body))
             handles.append(body.get("handle", -1))
-            if "comment" in body:
-                old, new = counters.get(body["comment"], (0, 0)), _rule_counter(body["expr"])
+            new = _rule_counter(body["expr"]) if "comment" in body else None
+            if new is not None:  # only rules that count: a walk's "next"/"end" steps have nothing to say
+                old = counters.get(body["comment"], (0, 0))
                 counters[body["comment"]] = (old[0] + new[0], old[1] + new[1])
         else:
             structure[f"{kind} {body.get('name')}"] = scrub(body)

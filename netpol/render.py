@@ -28,7 +28,7 @@ import functools
 import hashlib
 import re
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,12 +174,28 @@ class Table:
     sets: list[NftSet] = field(default_factory=list)
     chains: list[NftChain] = field(default_factory=list)
     elements: dict[str, set[Elem]] = field(default_factory=dict)
+    # render(previous=): per set of the previous ruleset, the plan part it was made from and its
+    # formatted elements. A set declared with that very source takes them (`formatted`) instead of
+    # computing `elements`; `sources` records each set's source for the next render.
+    prior: Mapping[str, tuple[Any, frozenset[str]]] = field(default_factory=dict)
+    sources: dict[str, Any] = field(default_factory=dict)
+    formatted: dict[str, frozenset[str]] = field(default_factory=dict)
 
-    def declare(self, s: NftSet, elems: Iterable[Elem] = ()) -> str:
-        if s.name in self.elements:  # two keys sharing a short id: never silently merge their sets
+    def declare(self, s: NftSet, elems: Iterable[Elem] | Callable[[], Iterable[Elem]] = (),
+                source: Any = None) -> str:
+        """elems may be a function, called only when the set is not reused: a set whose source (a
+        plan part, such as a RulePlan, the set's elements are a function of) is the very object it
+        was made from in the previous render keeps that render's formatted elements."""
+        if s.name in self.elements or s.name in self.formatted:  # two keys sharing a short id: never merge
             raise ValueError(f"set name {s.name} used twice")
         self.sets.append(s)
-        self.elements[s.name] = set(elems)
+        if source is not None:
+            self.sources[s.name] = source
+            old = self.prior.get(s.name)
+            if old is not None and old[0] is source:
+                self.formatted[s.name] = old[1]
+                return s.name
+        self.elements[s.name] = set(elems() if callable(elems) else elems)
         return s.name
 
     def by_name(self) -> dict[str, NftSet]:
@@ -255,10 +271,11 @@ def _peer_sets(t: Table, base: str, r: RulePlan) -> dict[int, tuple[str, str]]:
     out = {}
     if r.peers is not None:
         for v in FAMILIES:
-            points, ranges = split_runs(r.peers[v], POINTS)
-            hashed = t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)), ((((p, p),), None) for p in points))
+            runs = functools.cache(functools.partial(split_runs, r.peers[v], POINTS))  # only if not reused
+            hashed = t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)),
+                               lambda runs=runs: ((((p, p),), None) for p in runs()[0]), r)
             spans = t.declare(NftSet(f"{base}_span{v}", (ADDR_TYPE[v],), interval=True),
-                              (((s,), None) for s in ranges))
+                              lambda runs=runs: (((s,), None) for s in runs()[1]), r)
             out[v] = (hashed, spans)
     return out
 
@@ -268,7 +285,7 @@ def _named_sets(t: Table, base: str, r: RulePlan) -> dict[int, str]:
     if r.named is not None:
         for v in FAMILIES:
             elems = (((_point(n.address), n.protocol.lower(), (n.port, n.port)), None) for n in r.named[v])
-            out[v] = t.declare(NftSet(f"{base}_named{v}", (ADDR_TYPE[v], "inet_proto", "inet_service")), elems)
+            out[v] = t.declare(NftSet(f"{base}_named{v}", (ADDR_TYPE[v], "inet_proto", "inet_service")), elems, r)
     return out
 
 
@@ -400,12 +417,13 @@ def _default_deny(d: str, ns: str, deny: str) -> tuple[NftRule, ...]:
     return (log, drop) if deny == "log" else (log, NftRule((COUNTER, _verdict("accept")), f"{note} audit"))
 
 
-def build(plan: Plan, table: str = "netpol", deny: str = "drop") -> Table:
+def build(plan: Plan, table: str = "netpol", deny: str = "drop",
+          prior: Mapping[str, tuple[Any, frozenset[str]]] | None = None) -> Table:
     if not TABLE_NAME.fullmatch(table):
         raise ValueError(f"bad table name {table!r}")
     if deny not in DENY_ACTIONS:
         raise ValueError(f"deny action {deny!r}: one of {', '.join(DENY_ACTIONS)}")
-    t = Table(table)
+    t = Table(table, prior=prior or {})
     bodies = [(pol, _policy(t, pol)) for pol in plan.policies]
     chunks = {d: _walks(t, plan, d) for d in DIRECTIONS}
     t.chains += [NftChain("forward", tuple(_guard(True) + _dispatch(EGRESS, chunks[EGRESS])), hook="forward"),
@@ -440,26 +458,41 @@ def _declaration_rank(s: NftSet) -> int:
 
 def render(plan: Plan, table: str = "netpol", previous: Ruleset | None = None, deny: str = "drop") -> Ruleset:
     """The plan as nft text. With previous (the last ruleset, e.g. the one applied), equal
-    skeleton and element sets are previous's own objects, so apply's diff skips them by identity.
+    skeleton and element sets are previous's own objects, so apply's diff skips them by identity,
+    and the sets of rules that are the same RulePlan objects as in previous's plan (update_plan
+    keeps what it did not change) are taken over without being built or formatted again.
     deny: what each namespace's default deny does: drop, log (rate-limited) and drop, or audit
     (log, count under "<ns> default deny <direction> audit", accept)."""
     with paused_gc():
-        t = build(plan, table, deny)
+        if previous is not None and previous.table != table:
+            previous = None
+        t = build(plan, table, deny, _prior(previous))
         sets = t.by_name()
         skeleton = "\n".join([s.text() for s in t.sets] + [c.text() for c in t.chains])
         elements = {name: frozenset(map(_formatter(sets[name]), elems)) for name, elems in t.elements.items()}
-        if previous is None or previous.table != table:
-            return Ruleset(table, skeleton, elements)
+        elements.update(t.formatted)
+        if previous is None:
+            return Ruleset(table, skeleton, elements, sources=t.sources)
         changes = {}
         for name in elements.keys() | previous.elements.keys():
             old, new = previous.elements.get(name, frozenset()), elements.get(name, frozenset())
+            if old is new:
+                continue
             if old == new:
-                elements[name] = old
+                if name in elements:  # a set only previous had, empty, stays gone
+                    elements[name] = old
             else:
                 changes[name] = (old - new, new - old)
         same = previous.skeleton == skeleton
         return Ruleset(table, previous.skeleton if same else skeleton, elements,
-                       weakref.ref(previous) if same else None, changes if same else {})
+                       weakref.ref(previous) if same else None, changes if same else {}, sources=t.sources)
+
+
+def _prior(previous: Ruleset | None) -> dict[str, tuple[Any, frozenset[str]]]:
+    """previous's reusable sets: their source, and their elements as previous holds them."""
+    if previous is None:
+        return {}
+    return {name: (src, previous.elements.get(name, frozenset())) for name, src in previous.sources.items()}
 
 
 def _formatter(s: NftSet) -> Callable[[Elem], str]:

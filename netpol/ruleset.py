@@ -30,12 +30,20 @@ class Ruleset:
     base: weakref.ref[Ruleset] | None = field(default=None, compare=False, repr=False)
     changes: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(
         default_factory=dict, compare=False, repr=False)
+    # Optional, from render: per set, the plan part its elements were made from (render reuses the
+    # set's elements when the next plan holds the very same object).
+    sources: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.table):
             raise ValueError(f"bad table name {self.table!r}")
+        base = self.base() if self.base is not None else None
+        shared = base.elements if base is not None else {}
         frozen: dict[str, frozenset[str]] = {}
         for name, elems in self.elements.items():
+            if shared.get(name) is elems:  # checked when base was made
+                frozen[name] = elems
+                continue
             if not _NAME.fullmatch(name):
                 raise ValueError(f"bad set name {name!r}")
             if _UNSAFE.search("\0".join(elems)) or any(not e.strip() for e in elems):  # one scan per set
@@ -45,7 +53,6 @@ class Ruleset:
             frozen[name] = elems if stripped == elems and isinstance(elems, frozenset) else stripped
         object.__setattr__(self, "elements", MappingProxyType(frozen))
         if self.base is not None:
-            base = self.base()
             if base is None or base.table != self.table or any(
                     frozen.get(n, frozenset()) != base.elements.get(n, frozenset()) - gone | came
                     for n, (gone, came) in self.changes.items()):

@@ -261,6 +261,7 @@ def test_audit_counts_and_lets_denied_pass(lab, cluster, start):
     assert 'netpol_rule_packets_total{direction="ingress",namespace="a",policy="",rule="default deny audit"} 1.0' \
         in text
     assert 'netpol_rule_packets_total{direction="ingress",namespace="a",policy="web",rule="0"} 1.0' in text
+    assert 'rule="next"' not in text and 'rule="end"' not in text  # walk steps count nothing
 
 
 def test_log_denied_logs_and_still_drops(lab, cluster, start):

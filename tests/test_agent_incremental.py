@@ -9,7 +9,7 @@ import random
 import pytest
 
 from netpol.agent import AgentConfig, Event, Store
-from netpol.agent.pipeline import Pipeline, deny_actions
+from netpol.agent.pipeline import Pipeline, deny_mode
 from netpol.compile import compile_plan
 from netpol.model import Pod
 from netpol.render import render
@@ -134,8 +134,7 @@ def test_pipeline_equals_compiling_and_rendering_from_scratch(seed: int, mode: d
             s.apply(ev)
         snap = s.snapshot()
         built = pipe(snap, applied)
-        want = deny_actions(render(compile_plan(snap.cluster, cfg.node, cfg.options), "t"),
-                            log_denied=cfg.log_denied, audit=cfg.audit)
+        want = render(compile_plan(snap.cluster, cfg.node, cfg.options), "t", deny=deny_mode(cfg))
         assert built.ruleset.skeleton == want.skeleton
         assert dict(built.ruleset.elements) == dict(want.elements)
         if pod_only:

@@ -1,4 +1,4 @@
-"""The node agent's parts without a kernel: store, watch source against the API stand-in, rewrites,
+"""The node agent's parts without a kernel: store, watch source against the API stand-in, deny modes,
 metrics labels, configuration and the command line."""
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from typer.testing import CliRunner
 from netpol.agent import AgentConfig, Event, Store
 from netpol.agent.failmode import bootstrap_ruleset
 from netpol.agent.metrics import Metrics, RuleCounters, rule_labels
-from netpol.agent.pipeline import deny_actions
+from netpol.agent.pipeline import deny_mode
 from netpol.agent.source import Backoff, Watcher
 from netpol.cli import _register, app
 from netpol.errors import NetpolError
 from netpol.kube import api_client
-from netpol.ruleset import Ruleset
 
 
 def ns(name: str, **labels: str) -> dict:
@@ -134,26 +133,24 @@ def test_a_policy_we_cannot_read_isolates_and_allows_nothing():
 
 # ---- rewrites and labels ----------------------------------------------------
 
-SKELETON = """\tchain in_x {
-\t\tip daddr @s accept comment "a/web ingress[0]"
-\t\tcounter drop comment "a default deny ingress"
-\t}
-\tchain eg_x {
-\t\tcounter drop comment "a default deny egress"
-\t}"""
+@pytest.mark.parametrize("flags, mode", [({}, "drop"), ({"log_denied": True}, "log"),
+                                         ({"audit": True}, "audit"), ({"audit": True, "log_denied": True}, "audit")])
+def test_deny_mode_follows_the_flags(flags, mode):
+    assert deny_mode(AgentConfig(**flags)) == mode
 
 
-def test_deny_actions_log_and_audit():
-    rs = Ruleset("t", SKELETON)
-    assert deny_actions(rs) is rs
-    logged = deny_actions(rs, log_denied=True).skeleton
-    assert 'limit rate 10/second burst 20 packets log prefix "netpol deny ingress a " ' \
-           'comment "a default deny ingress log"\n\t\tcounter drop comment "a default deny ingress"' in logged
-    audit = deny_actions(rs, audit=True).skeleton
-    assert "drop" not in audit
-    assert 'counter accept comment "a default deny ingress audit"' in audit
-    assert 'counter return comment "a default deny egress audit"' in audit  # ingress still evaluated
-    assert audit.count("log prefix") == 2
+def test_counters_list_only_rules_that_count():
+    from netpol.nftjson import parse_table
+    rule = lambda chain, comment, *expr: {"rule": {"family": "inet", "table": "t", "chain": chain, "handle": 1,
+                                                   "comment": comment, "expr": list(expr)}}
+    doc = {"nftables": [
+        rule("p", "a/web ingress[0]", {"counter": {"packets": 3, "bytes": 300}}, {"accept": None}),
+        rule("p", "a/web ingress[0]", {"counter": {"packets": 1, "bytes": 100}}, {"accept": None}),
+        rule("p", "a/web ingress next", {"vmap": {"key": {"meta": {"key": "l4proto"}}, "data": "@m"}}),
+        rule("p", "a/web ingress end", {"goto": {"target": "in_x"}}),
+        rule("in_x", "a default deny ingress log", {"log": {"prefix": "x "}}),
+        rule("in_x", "a default deny ingress audit", {"counter": {"packets": 0, "bytes": 0}}, {"accept": None})]}
+    assert parse_table(doc).counters == {"a/web ingress[0]": (4, 400), "a default deny ingress audit": (0, 0)}
 
 
 def test_rule_labels():
