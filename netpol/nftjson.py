@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import nftsets
+
 Interval = tuple[int, int]
 Atom = Interval | str
 Elem = tuple[tuple[Atom, ...], str | None]  # key fields, map data (None in a set)
@@ -221,19 +223,7 @@ def inside(span: Interval, cover: list[Interval]) -> bool:
 
 def subtract(spans: list[Interval], cover: list[Interval]) -> list[Interval]:
     """Parts of merged spans not covered by merged cover."""
-    out: list[Interval] = []
-    for lo, hi in spans:
-        for clo, chi in cover:
-            if chi < lo or clo > hi:
-                continue
-            if clo > lo:
-                out.append((lo, clo - 1))
-            lo = chi + 1
-            if lo > hi:
-                break
-        if lo <= hi:
-            out.append((lo, hi))
-    return out
+    return list(nftsets.subtract(tuple(spans), tuple(cover)))
 
 
 # ---- tables ---------------------------------------------------------------

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .conns import MAX_PORT, ConnSet, Ranges, connections
+from .conns import MAX_PORT, ConnSet, connections
 from .model import PROTOCOLS, Cluster, IPBlock, LabelSelector, Pod
+from .nftsets import subtract
 from .resolve import Endpoint, Options
 
 INGRESS, EGRESS = "ingress", "egress"
@@ -64,26 +65,10 @@ def parse_conns(text: str) -> ConnSet:
     return conn_set(found)
 
 
-def _subtract(a: Ranges, b: Ranges) -> list[tuple[int, int]]:
-    out = []
-    for lo, hi in a:
-        for blo, bhi in b:
-            if bhi < lo or blo > hi:
-                continue
-            if blo > lo:
-                out.append((lo, blo - 1))
-            lo = bhi + 1
-            if lo > hi:
-                break
-        if lo <= hi:
-            out.append((lo, hi))
-    return out
-
-
 def conn_minus(a: ConnSet, b: ConnSet) -> ConnSet:
     """What `a` allows and `b` does not."""
     bd = dict(b.ranges)
-    return conn_set({p: _subtract(r, bd.get(p, ())) for p, r in a.ranges})
+    return conn_set({p: list(subtract(tuple(r), tuple(bd.get(p, ())))) for p, r in a.ranges})
 
 
 def canonical(c: ConnSet) -> ConnSet:
