@@ -53,6 +53,12 @@ class RulePlan:
     peers: Mapping[int, Spans] | None  # per family; None: any peer (from/to absent or empty)
     ports: tuple[PortRange, ...] | None  # merged per protocol; None: the rule has no numeric port entry
     named: Mapping[int, frozenset[NamedPort]] | None  # per family; None: the rule has no named port
+    # From the policy alone, so the ruleset's shape never depends on pods: the families of its
+    # ipBlock peers (other families' peers are pod addresses only, points: no interval lookup),
+    # whether it has selector peers, and the protocols of its named-port entries.
+    blocks: tuple[int, ...] = ()
+    selectors: bool = False
+    named_protocols: tuple[str, ...] = ()
 
     @property
     def any_port(self) -> bool:
@@ -67,6 +73,9 @@ class PolicyPlan:
     selected: Mapping[int, tuple[IPAddress, ...]]  # addresses of the local pods it selects
     ingress: tuple[RulePlan, ...] = ()
     egress: tuple[RulePlan, ...] = ()
+    # the podSelector in a canonical form: policies of a namespace with equal ones select the same
+    # pods, so the renderer walks them as one (None: never shared)
+    selector: str | None = None
 
     @property
     def key(self) -> str:
@@ -226,7 +235,14 @@ def _rule(ctx: _Ctx, pol: NetworkPolicy, direction: str, index: int, rule: Rule,
         named = _named_ports(rule, selected, None)
     else:  # the destination is the peer, whichever pod holds the address
         named = _named_ports(rule, _all_addressed(ctx) if peers is None else _holders(ctx, peers), peers)
-    return RulePlan(direction, index, peers, _port_ranges(rule), named)
+    return RulePlan(direction, index, peers, _port_ranges(rule), named, *_shape(rule))
+
+
+def _shape(rule: Rule) -> tuple[tuple[int, ...], bool, tuple[str, ...]]:
+    """RulePlan's blocks, selectors and named_protocols."""
+    blocks = tuple(sorted({p.ip_block.network.version for p in rule.peers if p.ip_block is not None}))
+    named = tuple(sorted({e.protocol for e in rule.ports if isinstance(e.port, str)}))
+    return blocks, any(p.ip_block is None for p in rule.peers), named
 
 
 def _all_addressed(ctx: _Ctx) -> Iterator[Pod]:
@@ -247,8 +263,14 @@ def _policy(ctx: _Ctx, pol: NetworkPolicy, is_local: Callable[[Pod], bool]) -> t
     by_family = _by_family(a for p in selected for a in p.addresses)
     plan = PolicyPlan(pol.namespace, pol.name, directions,
                       {v: tuple(sorted(set(addrs))) for v, addrs in by_family.items()},
-                      rules[INGRESS], rules[EGRESS])
+                      rules[INGRESS], rules[EGRESS], selector_key(pol.pod_selector))
     return plan, selected
+
+
+def selector_key(sel: LabelSelector) -> str:
+    """Equal for selectors that differ only in the order of their terms or of In/NotIn values."""
+    exprs = sorted((r.key, r.operator, tuple(sorted(r.values))) for r in sel.match_expressions)
+    return repr((tuple(sorted(set(sel.match_labels))), tuple(dict.fromkeys(exprs))))
 
 
 def _address_index(pods: Iterable[Pod]) -> dict[int, tuple[list[int], list[Pod]]]:

@@ -7,8 +7,9 @@ What the first packet of a connection walks (replies pass on conntrack):
   egress AND by ingress" is the kernel's own rule and no verdict has to carry over.
 - Dispatch map `egress4`: pod address -> jump the chain of the first policy that selects the pod
   and has egress rules, or its namespace's default-deny chain when none has.
-- Policy chain `p_<id>_e4`: that policy's rules for one family, cheapest first (compares before
-  hash lookups before interval lookups), each `counter accept`; then `ip saddr vmap @p_<id>_e4n`:
+- Policy chain `p_<id>_e4`: that policy's rules for one family (with those of the other policies of
+  its namespace with the same podSelector: they select the same pods), cheapest first (compares
+  before hash lookups before interval lookups), each `counter accept`; then `ip saddr vmap @p_<id>_e4n`:
   pod -> goto the next policy that selects it; a pod whose walk ends there misses the map and
   the chain's last rule goes to the namespace's default-deny chain (`eg_<id>`). So a packet walks
   only the policies that select its pod, never the rest of its namespace.
@@ -266,17 +267,25 @@ def policy_chain(pid: str, direction: str, version: int) -> str:
 HASH, INTERVAL = 1, 3
 
 
-def _peer_sets(t: Table, base: str, r: RulePlan) -> dict[int, tuple[str, str]]:
-    """Per family: a hash set of the peer addresses and an interval set of the longer ranges."""
-    out = {}
-    if r.peers is not None:
-        for v in FAMILIES:
-            runs = functools.cache(functools.partial(split_runs, r.peers[v], POINTS))  # only if not reused
-            hashed = t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)),
-                               lambda runs=runs: ((((p, p),), None) for p in runs()[0]), r)
-            spans = t.declare(NftSet(f"{base}_span{v}", (ADDR_TYPE[v],), interval=True),
-                              lambda runs=runs: (((s,), None) for s in runs()[1]), r)
-            out[v] = (hashed, spans)
+def _peer_sets(t: Table, base: str, r: RulePlan) -> dict[int, list[tuple[str, int]]]:
+    """Per family, (set, cost) to test the peer address against: a hash set of single addresses,
+    and with ipBlocks of that family an interval set of the longer runs. A family without ipBlocks
+    holds pod addresses only, all in the hash set; one with neither kind of peer has no set."""
+    out: dict[int, list[tuple[str, int]]] = {}
+    if r.peers is None:
+        return out
+    for v in FAMILIES:
+        out[v] = []
+        if v not in r.blocks:
+            if r.selectors:
+                out[v].append((t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)), lambda v=v: (
+                    (((p, p),), None) for lo, hi in r.peers[v] for p in range(lo, hi + 1)), r), HASH))
+            continue
+        runs = functools.cache(functools.partial(split_runs, r.peers[v], POINTS))  # only if not reused
+        out[v].append((t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)),
+                                 lambda runs=runs: ((((p, p),), None) for p in runs()[0]), r), HASH))
+        out[v].append((t.declare(NftSet(f"{base}_span{v}", (ADDR_TYPE[v],), interval=True),
+                                 lambda runs=runs: (((s,), None) for s in runs()[1]), r), INTERVAL))
     return out
 
 
@@ -289,6 +298,14 @@ def _named_sets(t: Table, base: str, r: RulePlan) -> dict[int, str]:
     return out
 
 
+def _named_match(r: RulePlan, v: int, name: str) -> tuple[Expr, ...]:
+    """The named-port lookup, after a protocol compare when all its entries share one protocol."""
+    lookup = _in_set(_concat(_addr(v, "daddr"), L4PORT), name)
+    if len(r.named_protocols) != 1:
+        return (lookup,)
+    return (_port_match(PortRange(r.named_protocols[0], *ALL_PORTS)), lookup)
+
+
 def _rule_nft(t: Table, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tuple[int, int, NftRule]]:
     """(family, cost, rule): the rule as nft rules, one per port matcher and peer set. Selection
     is not tested here: only the policy's selected pods are dispatched into its chains."""
@@ -298,22 +315,23 @@ def _rule_nft(t: Table, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tupl
     peers, named = _peer_sets(t, base, r), _named_sets(t, base, r)
     accept = (COUNTER, _verdict("accept"))
     for v in FAMILIES:
+        if r.peers is not None and not peers[v]:
+            continue  # no peer of this family: the rule never matches (nor do its named ports)
         # (matches, cost, whether a match already implies the peer match)
         ports: list[tuple[tuple[Expr, ...], int, bool]] = [((), 0, False)] if r.any_port else []
         ports += [((_port_match(p),), 0, False) for p in r.ports or ()]
         if r.named is not None:  # egress: compile keeps only named destinations inside the peers
-            ports.append(((_in_set(_concat(_addr(v, "daddr"), L4PORT), named[v]),), HASH, r.direction == EGRESS))
+            ports.append((_named_match(r, v, named[v]), HASH, r.direction == EGRESS))
         for match, cost, implied in ports:
             if r.peers is None or implied:
                 yield v, cost, NftRule((*match, *accept), note)
                 continue
-            hashed, spans = peers[v]
-            yield v, cost + HASH, NftRule((*match, _in_set(_addr(v, other), hashed), *accept), note)
-            yield v, cost + INTERVAL, NftRule((*match, _in_set(_addr(v, other), spans), *accept), note)
+            for name, extra in peers[v]:
+                yield v, cost + extra, NftRule((*match, _in_set(_addr(v, other), name), *accept), note)
 
 
-def _policy(t: Table, pol: PolicyPlan) -> dict[tuple[str, int], list[NftRule]]:
-    """Declares the policy's sets; its chains' rules per (direction, family), for each
+def _policy(t: Table, pol: PolicyPlan) -> dict[tuple[str, int], list[tuple[int, NftRule]]]:
+    """Declares the policy's sets; its rules with their costs per (direction, family), for each
     direction it isolates and has rules in (a policy without rules only isolates)."""
     pid = short_id(pol.key)
     out = {}
@@ -324,9 +342,18 @@ def _policy(t: Table, pol: PolicyPlan) -> dict[tuple[str, int], list[NftRule]]:
         for r in pol.rules(d):
             for v, cost, nr in _rule_nft(t, pol, pid, r):
                 ranked[v].append((cost, nr))
-        for v in FAMILIES:  # a stable sort: equal costs keep the policy's order
-            out[(d, v)] = [nr for _, nr in sorted(ranked[v], key=lambda item: item[0])]
+        for v in FAMILIES:
+            out[(d, v)] = ranked[v]
     return out
+
+
+def _walk_chain(group: list[PolicyPlan], bodies: Mapping[str, Mapping[tuple[str, int], list[tuple[int, NftRule]]]],
+                d: str, v: int) -> NftChain:
+    """The rules of a group's policies, cheapest first (a stable sort: equal costs keep plan and
+    policy order), then the walk's end."""
+    ranked = [item for pol in group for item in bodies[pol.key][(d, v)]]
+    rules = [nr for _, nr in sorted(ranked, key=lambda item: item[0])]
+    return NftChain(policy_chain(short_id(group[0].key), d, v), (*rules, *_walk_end(group[0], d, v)))
 
 
 # ---- walks: which chains a pod's packets pass -----------------------------
@@ -335,9 +362,16 @@ def dispatch_map(direction: str, version: int, chunk: int = 0) -> str:
     return f"{direction}{version}" + (f"_{chunk}" if chunk else "")
 
 
-def walked(plan: Plan, d: str) -> list[PolicyPlan]:
-    """Policies with chains in direction d (it isolates and has rules), in plan order."""
-    return [pol for pol in plan.policies if d in pol.directions and pol.rules(d)]
+def walked(plan: Plan, d: str) -> list[list[PolicyPlan]]:
+    """Policies that isolate in direction d and have rules in it, grouped by namespace and
+    podSelector (a group selects the same pods, so its rules share one chain per family and
+    the walk takes one step for it), in plan order; a group is named after its first policy."""
+    groups: dict[Any, list[PolicyPlan]] = {}
+    for pol in plan.policies:
+        if d in pol.directions and pol.rules(d):
+            key = pol.key if pol.selector is None else (pol.namespace, pol.selector)
+            groups.setdefault(key, []).append(pol)
+    return list(groups.values())
 
 
 def _walks(t: Table, plan: Plan, d: str) -> int:
@@ -345,7 +379,7 @@ def _walks(t: Table, plan: Plan, d: str) -> int:
     local isolated pod's walk; returns the number of chunks. A walk ends in the static goto of
     its last policy chain: the kernel re-validates the jump graph on every jump or goto element
     added, walking all of them, so the elements are only what differs per pod."""
-    policies = walked(plan, d)
+    policies = [group[0] for group in walked(plan, d)]
     chunk_of: dict[str, int] = {}
     per_ns: dict[str, int] = {}
     for pol in policies:
@@ -424,7 +458,7 @@ def build(plan: Plan, table: str = "netpol", deny: str = "drop",
     if deny not in DENY_ACTIONS:
         raise ValueError(f"deny action {deny!r}: one of {', '.join(DENY_ACTIONS)}")
     t = Table(table, prior=prior or {})
-    bodies = [(pol, _policy(t, pol)) for pol in plan.policies]
+    bodies = {pol.key: _policy(t, pol) for pol in plan.policies}
     chunks = {d: _walks(t, plan, d) for d in DIRECTIONS}
     t.chains += [NftChain("forward", tuple(_guard(True) + _dispatch(EGRESS, chunks[EGRESS])), hook="forward"),
                  NftChain("forward_ingress", tuple(_guard(False) + _dispatch(INGRESS, chunks[INGRESS])),
@@ -432,9 +466,8 @@ def build(plan: Plan, table: str = "netpol", deny: str = "drop",
                  # to the node itself (host-network pods included): always allowed, as the spec says
                  NftChain("input", (NftRule((COUNTER, _verdict("accept")), "node-local"),), hook="input"),
                  NftChain("output", (NftRule((COUNTER, _verdict("accept")), "node-local"),), hook="output")]
-    for pol, by in bodies:
-        for (d, v), rules in by.items():
-            t.chains.append(NftChain(policy_chain(short_id(pol.key), d, v), (*rules, *_walk_end(pol, d, v))))
+    for d in DIRECTIONS:
+        t.chains += [_walk_chain(group, bodies, d, v) for group in walked(plan, d) for v in FAMILIES]
     for d in DIRECTIONS:
         for ns in plan.chains[d]:
             t.chains.append(NftChain(chain_name(d, ns), _default_deny(d, ns, deny)))

@@ -192,3 +192,22 @@ def test_compile_is_deterministic(node):
              policy("y", "q", {"podSelector": {}, "policyTypes": ["Egress"]}))
     assert compile_plan(c, node) == compile_plan(c, node)
     assert [p.key for p in compile_plan(c, node).policies] == ["x/p", "y/q"]
+
+
+def test_rule_shape_and_selector_key_come_from_the_policy_alone():
+    """What the renderer shapes the table by: ipBlock families, selector peers, named-port
+    protocols, and a podSelector key that ignores term and value order."""
+    expr = [{"key": "tier", "operator": "In", "values": ["b", "a"]}, {"key": "x", "operator": "Exists"}]
+    c = cluster(namespace("x"), pod("x", "a", {"app": "a"}, ("198.18.0.1",)),
+                policy("x", "p", {"podSelector": {"matchLabels": {"app": "a", "v": "1"}, "matchExpressions": expr},
+                                  "ingress": [{"from": [{"ipBlock": {"cidr": "2001:db8::/32"}}, {"podSelector": {}}],
+                                               "ports": [{"port": "web"}, {"port": "dns", "protocol": "UDP"}]},
+                                              {"from": [{"podSelector": {}}], "ports": [{"port": "web"}]},
+                                              {"ports": [{"port": 80}]}]}),
+                policy("x", "q", {"podSelector": {"matchLabels": {"v": "1", "app": "a"},
+                                                  "matchExpressions": [expr[1], {**expr[0], "values": ["a", "b"]}]}}),
+                policy("x", "r", {"podSelector": {"matchLabels": {"app": "a"}}}))
+    p, q, r = compile_plan(c).policies
+    assert [(rp.blocks, rp.selectors, rp.named_protocols) for rp in p.ingress] == [
+        ((6,), True, ("TCP", "UDP")), ((), True, ("TCP",)), ((), False, ())]
+    assert p.selector == q.selector != r.selector

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import random
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -45,6 +46,12 @@ EXT = ("198.18.9.9", "2001:db8:9::9")  # an address no pod holds
 
 def _sel(**labels: str) -> dict:
     return {"matchLabels": labels}
+
+
+def _apart(sel: dict, i: int) -> dict:
+    """sel, made unlike the same selector of another i while selecting the same pods: policies
+    with equal podSelectors in a namespace share one walk chain."""
+    return {**sel, "matchExpressions": [{"key": f"unset{i}", "operator": "DoesNotExist"}]}
 
 
 def world(*policies: dict, ipv6_primary: bool = False, hostnet: bool = False) -> Cluster:
@@ -472,23 +479,26 @@ def test_policy_chains_test_cheap_matches_first():
         {"ports": _ports(("SCTP",))}]})
     rs = render(compile_plan(world(*SCENARIOS["empty-rules-and-types"][0], extra), None, opts))
     chain = [line.strip() for line in _chain(rs.skeleton, f"p_{short_id('x/mixed')}_i4").splitlines()[1:]]
-    # compares only; one hash lookup; two; an interval lookup; a hash and an interval lookup
+    # compares only; one hash lookup; two; an interval lookup. Selector-only rules have no interval
+    # set, and the named-port lookup is behind a compare of its one protocol.
     assert [line.split(' comment "x/mixed ')[1] for line in chain] == [
         'ingress[3]"', 'ingress[1]"', 'ingress[2]"', 'ingress[2]"', 'ingress[0]"', 'ingress[1]"',
-        'ingress[2]"', 'ingress[2]"', 'ingress[0]"', 'ingress next"', 'ingress end"']
+        'ingress next"', 'ingress end"']
     assert chain[0].startswith("meta l4proto sctp counter accept")
     assert chain[2].startswith("tcp dport 80-82 ip saddr @p_") and chain[3].startswith("udp dport 81 ip saddr @p_")
-    assert "th dport @" in chain[4] and "_peer4" in chain[4] and "_span4" in chain[8]
-    assert all("_span4" in line for line in chain[5:9])
+    assert chain[4].startswith("meta l4proto tcp ip daddr . meta l4proto . th dport @") and "_peer4" in chain[4]
+    assert "_span4" in chain[5] and not any("_span4" in line for line in chain[:5])
+    assert not any(n.endswith(("_i0_span4", "_i0_span6", "_i2_span4", "_i1_peer6", "_i1_span6"))
+                   for n in rs.elements)
 
 
 def test_packets_walk_only_the_policies_selecting_their_pod():
     """The cost of a new connection depends on the policies selecting its pods, not on how many
     policies their namespaces have."""
-    pols = [policy("x", f"b{i}", {"podSelector": _sel(pod="b"), "policyTypes": ["Ingress", "Egress"],
+    pols = [policy("x", f"b{i}", {"podSelector": _apart(_sel(pod="b"), i), "policyTypes": ["Ingress", "Egress"],
                                   "ingress": [{"ports": _ports(("TCP", 1000 + i))}],
                                   "egress": [{"ports": _ports(("TCP", 2000 + i))}]}) for i in range(20)]
-    pols += [policy("x", f"a{i}", {"podSelector": _sel(pod="a"), "ingress": [{"ports": _ports(("TCP", 80 + i))}]})
+    pols += [policy("x", f"a{i}", {"podSelector": _apart(_sel(pod="a"), i), "ingress": [{"ports": _ports(("TCP", 80 + i))}]})
              for i in range(2)]
     c = world(*pols)
     walk = Walk(to_json(compile_plan(c, None, Options())))
@@ -510,13 +520,35 @@ def test_packets_walk_only_the_policies_selecting_their_pod():
     assert disagreements(c, Options())[:5] == []
 
 
+def test_policies_with_the_same_selector_share_one_walk_chain():
+    """Equal podSelectors (terms and values in any order) in a namespace select the same pods:
+    one chain per family holds their rules, and the walk takes one step for them."""
+    terms = [{"key": "pod", "operator": "Exists"}, {"key": "zz", "operator": "DoesNotExist"}]
+    same = [{"matchLabels": {"pod": "b"}, "matchExpressions": order} for order in (terms, terms[::-1])]
+    exprs = [{"matchExpressions": [{"key": "pod", "operator": "In", "values": vals}]} for vals in (["b", "c"], ["c", "b"])]
+    pols = [policy("x", f"s{i}", {"podSelector": sel, "ingress": [{"ports": _ports(("TCP", 1000 + i))}]})
+            for i, sel in enumerate(same + exprs)]
+    pols += [policy("y", "s9", {"podSelector": same[0], "ingress": [{"ports": _ports(("TCP", 1009))}]})]
+    c = world(*pols)
+    rs = render(compile_plan(c, None, Options()))
+    chains = re.findall(r"chain (p_\w+) ", rs.skeleton)
+    assert sorted(chains) == sorted(f"p_{short_id(k)}_i{v}" for k in ("x/s0", "x/s2", "y/s9") for v in (4, 6))
+    shared = _chain(rs.skeleton, f"p_{short_id('x/s0')}_i4")
+    assert 'comment "x/s0 ingress[0]"' in shared and 'comment "x/s1 ingress[0]"' in shared
+    walk = Walk(to_json(compile_plan(c, None, Options())))
+    b, c_ = (int(ipaddress.ip_address(ip)) for ip in ("198.18.1.2", "198.18.1.3"))
+    assert walk.allows({"version": 4, "src": c_, "dst": b, "proto": 6, "port": 1003})
+    assert [ch for ch in walk.visited if ch.startswith("p_")] == [f"p_{short_id(k)}_i4" for k in ("x/s0", "x/s2")]
+    assert disagreements(c, Options())[:5] == []
+
+
 def _crowded(n: int = 30) -> Cluster:
     """A namespace with n policies selecting the same pods, allowing one port each, and another
     whose n egress policies only the last of which allows anything probed."""
-    pols = [policy("x", f"in{i:02d}", {"podSelector": {} if i % 2 else _sel(pod="a"),
+    pols = [policy("x", f"in{i:02d}", {"podSelector": _apart({} if i % 2 else _sel(pod="a"), i),
                                        "ingress": [{"ports": _ports(("TCP", 79 + i % 4 if i >= n - 4 else 3000 + i))}]})
             for i in range(n)]
-    pols += [policy("y", f"out{i:02d}", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+    pols += [policy("y", f"out{i:02d}", {"podSelector": _apart({}, i), "policyTypes": ["Egress"], "egress": [
         {"to": [{"namespaceSelector": _sel(ns="x")}], "ports": _ports(("UDP", 81 if i == n - 1 else 4000 + i))}]})
         for i in range(n)]
     return world(*pols)
@@ -695,7 +727,7 @@ def test_nft_loads_deny_actions_and_crowded_namespaces(netns, deny):
 
 
 def _selecting_all(n: int) -> Cluster:
-    return world(*[policy("x", f"p{i:02d}", {"podSelector": {}, "ingress": [{"ports": _ports(("TCP", 1000 + i))}]})
+    return world(*[policy("x", f"p{i:02d}", {"podSelector": _apart({}, i), "ingress": [{"ports": _ports(("TCP", 1000 + i))}]})
                    for i in range(n)])
 
 
