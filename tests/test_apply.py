@@ -69,12 +69,12 @@ def rule_handles(ns: str) -> list[int]:
     return [o["rule"]["handle"] for o in doc["nftables"] if "rule" in o]
 
 
-@pytest.fixture
-def netns_factory() -> Iterator[Callable[[], str]]:
+def netns_maker(prefix: str) -> Iterator[Callable[[], str]]:
+    """Yields a maker of fresh network namespaces named PREFIX<pid>x<n>; all removed afterwards."""
     made: list[str] = []
 
     def make() -> str:
-        name = f"npb{os.getpid()}x{next(_seq)}"
+        name = f"{prefix}{os.getpid()}x{next(_seq)}"
         sh("ip", "netns", "add", name)
         made.append(name)
         return name
@@ -84,6 +84,32 @@ def netns_factory() -> Iterator[Callable[[], str]]:
     finally:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def veth_pair(client: str, server: str, veth: str) -> None:
+    """client 198.18.0.1/24 <-> server 198.18.0.2/24 over one veth pair."""
+    sh("ip", "link", "add", f"{veth}a", "netns", client, "type", "veth", "peer", f"{veth}b", "netns", server)
+    for where, dev, addr in ((client, f"{veth}a", "198.18.0.1/24"), (server, f"{veth}b", "198.18.0.2/24")):
+        sh("ip", "addr", "add", addr, "dev", dev, ns=where)
+        sh("ip", "link", "set", dev, "up", ns=where)
+
+
+def connects(client_ns: str, addr: str, port: int) -> bool:
+    """A real TCP connect from inside client_ns."""
+    sock = run_in(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    sock.settimeout(0.5)
+    try:
+        sock.connect((addr, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def netns_factory() -> Iterator[Callable[[], str]]:
+    yield from netns_maker("npb")
 
 
 @pytest.fixture
@@ -278,27 +304,12 @@ def test_ipv6_concatenations_and_verdict_maps_round_trip(enforcer: Enforcer, ns:
 
 # ---- data path ---------------------------------------------------------------
 
-def _connects(client_ns: str, addr: str, port: int) -> bool:
-    sock = run_in(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-    sock.settimeout(0.5)
-    try:
-        sock.connect((addr, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
 @kernel
 @needs_root
 def test_drop_then_element_update_changes_verdict(netns_factory: Callable[[], str]) -> None:
     client, server = netns_factory(), netns_factory()
     veth = f"npbv{os.getpid() % 100000}"
-    sh("ip", "link", "add", f"{veth}a", "netns", client, "type", "veth", "peer", f"{veth}b", "netns", server)
-    for ns, dev, addr in ((client, f"{veth}a", "198.18.0.1/24"), (server, f"{veth}b", "198.18.0.2/24")):
-        sh("ip", "addr", "add", addr, "dev", dev, ns=ns)
-        sh("ip", "link", "set", dev, "up", ns=ns)
+    veth_pair(client, server, veth)
     listeners = [run_in(server, functools.partial(socket.create_server, ("198.18.0.2", p))) for p in (8080, 8081)]
     try:
         skeleton = """set deny { type ipv4_addr . inet_proto . inet_service; }
@@ -306,15 +317,15 @@ chain input { type filter hook input priority 0; policy accept;
   ip saddr . meta l4proto . th dport @deny counter drop comment "t/deny ingress[0]"; }"""
         enf = Enforcer(server)
         assert enf.apply(Ruleset("npbdp", skeleton, {"deny": frozenset({"198.18.0.1 . tcp . 8080"})})).kind == "full"
-        assert not _connects(client, "198.18.0.2", 8080)
-        assert _connects(client, "198.18.0.2", 8081)
+        assert not connects(client, "198.18.0.2", 8080)
+        assert connects(client, "198.18.0.2", 8081)
         assert enf.counters("npbdp")["t/deny ingress[0]"][0] >= 1
         handles = enf.handles("npbdp")
         flip = enf.apply(Ruleset("npbdp", skeleton, {"deny": frozenset({"198.18.0.1 . tcp . 8081"})}))
         assert (flip.kind, flip.added, flip.removed) == ("elements", 1, 1)
         assert enf.handles("npbdp") == handles
-        assert _connects(client, "198.18.0.2", 8080)
-        assert not _connects(client, "198.18.0.2", 8081)
+        assert connects(client, "198.18.0.2", 8080)
+        assert not connects(client, "198.18.0.2", 8081)
     finally:
         for s in listeners:
             s.close()

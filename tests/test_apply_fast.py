@@ -5,10 +5,8 @@ Kernel tests run in network namespaces made here (prefix `npq`), removed even on
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 import socket
-import subprocess
 import weakref
 from collections.abc import Callable, Iterator
 
@@ -21,12 +19,11 @@ from netpol.netns import run_in
 from netpol.render import render
 from netpol.resolve import Options
 from netpol.ruleset import Ruleset
-from test_apply import ELEMENTS, SKELETON, nft, rule_handles, sh
+from test_apply import ELEMENTS, SKELETON, connects, netns_maker, nft, rule_handles, veth_pair
 from test_render import world
 
 kernel = pytest.mark.kernel
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")
-_seq = itertools.count()
 T = "npbt"  # the table name test_apply's helpers list
 
 
@@ -37,19 +34,7 @@ def ruleset(skeleton: str = SKELETON, **changes: set[str]) -> Ruleset:
 
 @pytest.fixture
 def netns_factory() -> Iterator[Callable[[], str]]:
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"npq{os.getpid()}f{next(_seq)}"
-        sh("ip", "netns", "add", name)
-        made.append(name)
-        return name
-
-    try:
-        yield make
-    finally:
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    yield from netns_maker("npq")
 
 
 @pytest.fixture
@@ -200,27 +185,12 @@ def test_pods_coming_and_going_through_compile_and_render(ns: str) -> None:
     assert enf.apply(last).kind == "none"
 
 
-def _connects(client_ns: str, addr: str, port: int) -> bool:
-    sock = run_in(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-    sock.settimeout(0.5)
-    try:
-        sock.connect((addr, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
 @kernel
 @needs_root
 def test_fast_change_changes_what_packets_see(netns_factory: Callable[[], str]) -> None:
     client, server = netns_factory(), netns_factory()
     veth = f"npqv{os.getpid() % 100000}"
-    sh("ip", "link", "add", f"{veth}a", "netns", client, "type", "veth", "peer", f"{veth}b", "netns", server)
-    for where, dev, addr in ((client, f"{veth}a", "198.18.0.1/24"), (server, f"{veth}b", "198.18.0.2/24")):
-        sh("ip", "addr", "add", addr, "dev", dev, ns=where)
-        sh("ip", "link", "set", dev, "up", ns=where)
+    veth_pair(client, server, veth)
     listeners = [run_in(server, functools.partial(socket.create_server, ("198.18.0.2", p))) for p in (8080, 8081)]
     try:
         skeleton = """set deny { type ipv4_addr . inet_proto . inet_service; }
@@ -230,12 +200,12 @@ chain input { type filter hook input priority 0; policy accept;
   ip saddr . meta l4proto . th dport @deny counter drop comment "t/deny ingress[1]"; }"""
         enf = Enforcer(server)
         enf.apply(Ruleset("npqdp", skeleton, {"deny": frozenset({"198.18.0.1 . tcp . 8080"})}))
-        assert not _connects(client, "198.18.0.2", 8080) and _connects(client, "198.18.0.2", 8081)
+        assert not connects(client, "198.18.0.2", 8080) and connects(client, "198.18.0.2", 8081)
         flip = enf.apply(Ruleset("npqdp", skeleton, {"deny": frozenset({"198.18.0.1 . tcp . 8081"})}))
         assert (flip.kind, flip.fast) == ("elements", True)
-        assert _connects(client, "198.18.0.2", 8080) and not _connects(client, "198.18.0.2", 8081)
+        assert connects(client, "198.18.0.2", 8080) and not connects(client, "198.18.0.2", 8081)
         blocked = enf.apply(Ruleset("npqdp", skeleton, {"block": frozenset({"198.18.0.0-198.18.0.1"})}))
-        assert blocked.fast and not _connects(client, "198.18.0.2", 8080)
+        assert blocked.fast and not connects(client, "198.18.0.2", 8080)
         assert enf.counters("npqdp")["t/block ingress[0]"][0] >= 1
     finally:
         for s in listeners:

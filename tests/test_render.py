@@ -669,19 +669,8 @@ def test_bad_table_name_is_refused():
 def netns() -> Iterator:
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"npd-r{uuid.uuid4().hex[:8]}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        made.append(name)
-        return name
-
-    try:
-        yield make
-    finally:
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], check=False)
+    from test_apply import netns_maker
+    yield from netns_maker("npdr")
 
 
 def _nft(ns: str, *args: str, stdin: str | None = None) -> str:
