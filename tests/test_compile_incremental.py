@@ -14,16 +14,9 @@ import netpol.compile as compile_module
 from netpol.compile import Plan, compile_plan, update_plan
 from netpol.model import Cluster, Pod
 from netpol.resolve import Options
+from test_compile_index import APPS, TIERS, _selector
 
-APPS, TIERS, NODES = ("a", "b", "c"), ("web", "db"), ("node-1", "node-2")
-
-
-def _selector(rng: random.Random) -> dict:
-    return rng.choice([{}, {"matchLabels": {"app": rng.choice(APPS)}},
-                       {"matchExpressions": [{"key": "tier", "operator": rng.choice(["In", "NotIn"]),
-                                              "values": [rng.choice(TIERS)]}]},
-                       {"matchExpressions": [{"key": "tier", "operator": rng.choice(["Exists", "DoesNotExist"])}]},
-                       {"matchLabels": {"app": rng.choice(APPS), "tier": rng.choice(TIERS)}}])
+NODES = ("node-1", "node-2")
 
 
 def _peer(rng: random.Random) -> dict:

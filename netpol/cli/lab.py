@@ -11,10 +11,9 @@ from ..lab import topology
 from ..lab.probe import Probe, probe as run_probes
 from ..lab.topology import LabError
 from ..lab.verify import extra_ports, hosts_for, lab_pods, verify as run_verify
-from ..matrix import PortQuery
 from . import app
 from .common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
-from .query import _port, _protocol
+from .query import port_queries
 
 lab_app = typer.Typer(no_args_is_help=True, help="The cluster as real network namespaces on this kernel (root).")
 app.add_typer(lab_app, name="lab")
@@ -26,11 +25,6 @@ Output = Annotated[str, typer.Option("-o", "--output", help="json or text")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each probe.")]
 
 
-def _queries(port: list[str] | None, protocol: list[str] | None) -> list[PortQuery]:
-    protos = [_protocol(p) for p in (protocol or ["TCP"])]
-    return [PortQuery(_port(p), proto) for p in (port or ["80"]) for proto in protos]
-
-
 @lab_app.command("up")
 def up(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
        port: Ports = None, protocol: Protocols = None, prefix: Prefix = "nplab") -> None:
@@ -38,7 +32,7 @@ def up(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Conte
     with user_errors():
         cluster = cluster_from(filename, kubeconfig, context)
         pods = lab_pods(cluster)
-        state = topology.up(hosts_for(pods), prefix, extra_ports(_queries(port, protocol)))
+        state = topology.up(hosts_for(pods), prefix, extra_ports(port_queries(port, protocol)))
     typer.echo(f"lab {prefix}: {len(state.hosts)} pods up; node namespace {state.node_netns}")
 
 
@@ -50,7 +44,7 @@ def probe(port: Ports = None, protocol: Protocols = None, output: Output = "json
         state = topology.load_state(prefix)
         if state is None:
             raise LabError(f"no lab {prefix!r} is up: run `netpol lab up -f ...` first")
-        queries = _queries(port, protocol)
+        queries = port_queries(port, protocol)
         keys = sorted(state.hosts)
         plan = [Probe(s, d, q.port, q.protocol) for q in queries for s in keys for d in keys
                 if isinstance(q.port, int)]
@@ -73,7 +67,7 @@ def verify(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: C
     """Up, enforce, probe, compare with the evaluator, down. Exit 1 on any disagreement."""
     with user_errors():
         cluster = cluster_from(filename, kubeconfig, context)
-        result = run_verify(cluster, _queries(port, protocol), options(ipblock_pods), prefix, timeout, keep)
+        result = run_verify(cluster, port_queries(port, protocol), options(ipblock_pods), prefix, timeout, keep)
     if output == "json":
         typer.echo(json.dumps(result.contract(), indent=1))
     else:

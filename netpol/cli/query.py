@@ -12,7 +12,7 @@ import typer
 from ..conns import MAX_PORT, ConnSet, connections, port_edges
 from ..decide import Verdict, decide
 from ..errors import QueryError
-from ..matrix import Matrix, PortQuery, compute
+from ..matrix import Matrix, PortQuery, compute, resolve_port
 from ..model import PROTOCOLS
 from ..resolve import Endpoint, endpoint
 from . import app
@@ -38,10 +38,16 @@ def _port(value: str) -> int | str:
 def _resolve_named(dst: Endpoint, name: str, protocol: str) -> int:
     if dst.pod is None:
         raise QueryError(f"--port {name}: {dst.label} is an address, not a pod; a port name needs a pod")
-    ports = [p for p in dst.pod.named_port(name) if p.protocol == protocol]
-    if not ports:
+    number = resolve_port(dst.pod, PortQuery(name, protocol))
+    if number is None:
         raise QueryError(f"--port {name}: {dst.label} declares no {protocol} port named {name!r}")
-    return ports[0].port
+    return number
+
+
+def port_queries(port: list[str] | None, protocol: list[str] | None) -> list[PortQuery]:
+    """Every --port with every --protocol (defaults: 80, TCP)."""
+    protos = [_protocol(p) for p in (protocol or ["TCP"])]
+    return [PortQuery(_port(p), proto) for p in (port or ["80"]) for proto in protos]
 
 
 def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None) -> str:
@@ -159,8 +165,7 @@ def matrix(port: Annotated[Optional[list[str]], typer.Option("--port", "-p", hel
         if output not in RENDERERS:
             hint = " (txt is for --workloads)" if output == "txt" else ""
             raise QueryError(f"-o {output!r}: expected text, json, csv or md{hint}")
-        protos = [_protocol(p) for p in (protocol or ["TCP"])]
-        queries = [PortQuery(_port(p), proto) for p in (port or ["80"]) for proto in protos]
+        queries = port_queries(port, protocol)
         cluster = cluster_from(filename, kubeconfig, context)
         pods = [p for p in cluster.pods if not namespace or p.namespace in namespace]
         result = compute(cluster, queries, pods, options(ipblock_pods))
