@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .decide import decide
+from .decide import EGRESS, INGRESS, Direction, same_pod, side
 from .model import PROTOCOLS, Cluster
-from .resolve import Endpoint, Options
+from .nftsets import intersect, merge
+from .resolve import Endpoint, Options, family, peer_matches, rule_port_spans
 
 MAX_PORT = 65535
 Ranges = tuple[tuple[int, int], ...]
+FULL: Ranges = ((1, MAX_PORT),)
 
 
 @dataclass(frozen=True)
@@ -69,15 +71,25 @@ def port_edges(cluster: Cluster, src: Endpoint, dst: Endpoint, protocol: str) ->
 
 
 def connections(cluster: Cluster, src: Endpoint, dst: Endpoint, opts: Options = Options()) -> ConnSet:
-    out = []
-    for proto in sorted(PROTOCOLS):
-        edges = port_edges(cluster, src, dst, proto)
-        ranges: list[tuple[int, int]] = []
-        for lo, nxt in zip(edges, edges[1:]):
-            if decide(cluster, src, dst, lo, proto, opts).allowed:
-                if ranges and ranges[-1][1] == lo - 1:
-                    ranges[-1] = (ranges[-1][0], nxt - 1)
-                else:
-                    ranges.append((lo, nxt - 1))
-        out.append((proto, tuple(ranges)))
-    return ConnSet(tuple(out))
+    """Every protocol and port the pair may use: per side, the union of the port sets of the rules
+    whose peers match, then both sides' intersection. Linear in the rules' ports (merged once);
+    `decide` port by port is the reference it is tested against."""
+    if same_pod(src, dst):
+        return ConnSet(tuple((proto, FULL) for proto in sorted(PROTOCOLS)))
+    egress, ingress = (_side_ports(cluster, d, src, dst, opts) for d in (EGRESS, INGRESS))
+    return ConnSet(tuple((proto, intersect(egress[proto], ingress[proto])) for proto in sorted(PROTOCOLS)))
+
+
+def _side_ports(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, opts: Options) -> dict[str, Ranges]:
+    found = side(cluster, direction, src, dst)
+    if isinstance(found, Direction):  # not isolated, or always allowed: every port
+        return {proto: FULL for proto in PROTOCOLS}
+    peer_ep, version = (dst if direction == EGRESS else src), family(src, dst)
+    spans: dict[str, list[tuple[int, int]]] = {proto: [] for proto in PROTOCOLS}
+    for pol in found:
+        for rule in pol.rules(direction):
+            if rule.peers and not any(peer_matches(cluster, pol, p, peer_ep, version, opts) for p in rule.peers):
+                continue
+            for proto, found_spans in rule_port_spans(rule, dst).items():
+                spans[proto] += found_spans
+    return {proto: merge(s) for proto, s in spans.items()}

@@ -129,9 +129,9 @@ def _policy_miss(policy: NetworkPolicy, own: Endpoint, direction: str, rule_miss
     return f"{head}; " + "; ".join(rule_misses)
 
 
-def decide_direction(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, port: int, protocol: str,
-                     opts: Options = Options()) -> Direction:
-    """Does the policed end (src for egress, dst for ingress) let this connection through?"""
+def side(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint) -> Direction | list[NetworkPolicy]:
+    """The port-independent part of a side: the verdict when the side allows every connection
+    regardless of rules, else the policies that isolate it (in cluster order)."""
     own, peer_ep = (src, dst) if direction == EGRESS else (dst, src)
     if not own.policed:
         what = "an external address" if own.pod is None else "a host-network pod"
@@ -145,6 +145,21 @@ def decide_direction(cluster: Cluster, direction: str, src: Endpoint, dst: Endpo
         return Direction(isolated=True, allowed=True, isolated_by=tuple(p.key for p in isolating),
                          reason=f"{peer_ep.label} is a host-network pod on {own.label}'s node {node}: "
                                 "traffic to and from a pod's own node is always allowed")
+    return isolating
+
+
+def same_pod(src: Endpoint, dst: Endpoint) -> bool:
+    """Only a pod talks to itself: a workload's pair is replica to replica, which policies decide."""
+    return src.pod is not None and dst.pod is not None and src.pod.kind == "Pod" and src.pod.key == dst.pod.key
+
+
+def decide_direction(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, port: int, protocol: str,
+                     opts: Options = Options()) -> Direction:
+    """Does the policed end (src for egress, dst for ingress) let this connection through?"""
+    isolating = side(cluster, direction, src, dst)
+    if isinstance(isolating, Direction):
+        return isolating
+    own, peer_ep = (src, dst) if direction == EGRESS else (dst, src)
     version = family(src, dst)
     allowed_by, misses = [], []
     for pol in isolating:
@@ -170,8 +185,7 @@ def decide_direction(cluster: Cluster, direction: str, src: Endpoint, dst: Endpo
 
 def decide(cluster: Cluster, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP",
            opts: Options = Options()) -> Verdict:
-    if src.pod is not None and dst.pod is not None and src.pod.kind == "Pod" and src.pod.key == dst.pod.key:
-        # only a pod talks to itself: a workload's pair is replica to replica, which policies decide
+    if same_pod(src, dst):
         same = Direction(isolated=False, allowed=True, reason="traffic a pod sends to itself is allowed")
         return Verdict(allowed=True, src=src.label, dst=dst.label, port=port, protocol=protocol,
                        egress=same, ingress=same)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from .conns import ConnSet
+from .escape import inert, md_code, plain
 from .model import Cluster
 from .resolve import Options
 from .workloads import Connectivity, External, conn_minus, connectivity, external_ranges
@@ -132,8 +133,8 @@ def render_text(d: Diff) -> str:
     lines = [f"Connectivity changes: {d.summary()}" + ("; opens new connections" if d.opens else "")]
     for c in d.changes:
         conn = f"{c.old} -> {c.new}" if c.kind == "changed" else str(c.new if c.kind == "added" else c.old)
-        lines.append(f"{c.kind:<8} {c.src} => {c.dst} : {conn}{_delta(c)}")
-    return "\n".join(lines)
+        lines.append(f"{c.kind:<8} {plain(c.src)} => {plain(c.dst)} : {conn}{_delta(c)}")
+    return inert("\n".join(lines))
 
 
 def render_json(d: Diff) -> str:
@@ -152,7 +153,7 @@ def render_md(d: Diff) -> str:
     rows = [f"**{d.summary()}**.{warn}", "", "| | source | destination | before | after |", "|---|---|---|---|---|"]
     for c in d.changes:
         after = f"{c.new} {_delta(c).strip()}".strip()
-        rows.append(f"| {_MD_MARK[c.kind]} | `{c.src}` | `{c.dst}` | {c.old} | {after} |")
+        rows.append(f"| {_MD_MARK[c.kind]} | {md_code(c.src)} | {md_code(c.dst)} | {c.old} | {after} |")
     return head + "\n".join(rows)
 
 

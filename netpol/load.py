@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import sys
 from collections.abc import Iterable, Iterator
+from typing import IO
 from dataclasses import dataclass, field
 
 import yaml
@@ -14,6 +17,7 @@ from .errors import InputError
 from .gcpause import gc_paused
 
 SUFFIXES = (".yaml", ".yml", ".json")
+MAX_FILE_BYTES = 256 * 1024 * 1024
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 Path_ = tuple[str | int, ...]
 
@@ -60,10 +64,18 @@ class RawObject:
         return InputError(message, self.source.file, self.line_of(path), _dotted(path))
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]+")
+
+
 def _dotted(path: Path_) -> str:
+    """`spec.ingress[0].from`; a key that is not plain text shows quoted, so a crafted key cannot
+    forge lines or terminal escapes in a message."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        if isinstance(part, int) or not _PLAIN_KEY.fullmatch(part):
+            out += f"[{part!r}]" if not isinstance(part, int) else f"[{part}]"
+        else:
+            out += f".{part}" if out else part
     return out
 
 
@@ -79,35 +91,79 @@ def _scalar(node: yaml.ScalarNode):
 
 
 _STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+MAX_DEPTH = 200  # nesting levels: far beyond any Kubernetes object, far within the stack
+# Fields a document may expand to, per input character, through aliases (plus a floor): without
+# aliases a document has fewer fields than characters, so only a YAML alias bomb reaches it.
+ALIAS_FACTOR, ALIAS_FLOOR = 10, 100_000
 
 
-def _plain(node, path: Path_, lines: dict[Path_, int], cols: dict[Path_, int]):
-    """Convert composed YAML nodes to dicts/lists, recording 1-based lines and columns per path."""
-    if isinstance(node, yaml.MappingNode):
-        out = {}
+class _Converter:
+    """Composed YAML nodes -> dicts/lists, recording 1-based lines and columns per path, with merge
+    keys (`<<`, as kubectl reads them) and bounds on nesting and on what aliases may expand to."""
+
+    def __init__(self, budget: int) -> None:
+        self.lines: dict[Path_, int] = {}
+        self.cols: dict[Path_, int] = {}
+        self.budget = budget
+
+    def _mark(self, path: Path_, mark) -> None:
+        self.lines[path] = mark.line + 1
+        self.cols[path] = mark.column + 1
+
+    def plain(self, node, path: Path_):
+        self.budget -= 1
+        if self.budget < 0:
+            raise yaml.constructor.ConstructorError(
+                None, None, "the document expands to too many fields (excessive aliasing)", node.start_mark)
+        if len(path) > MAX_DEPTH:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            out = []
+            for i, value_node in enumerate(node.value):
+                self._mark(path + (i,), value_node.start_mark)
+                out.append(self.plain(value_node, path + (i,)))
+            return out
+        return _scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict:
+        out: dict = {}
+        merges = []
         for key_node, value_node in node.value:
-            key = key_node.value if key_node.tag == _STR else str(_plain(key_node, (), {}, {}))
+            if key_node.tag == _MERGE:
+                merges.append(value_node)
+                continue
+            key = key_node.value if key_node.tag == _STR else str(self.plain(key_node, ()))
             if key in out:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            sub = path + (key,)
-            mark = key_node.start_mark
-            lines[sub] = mark.line + 1
-            cols[sub] = mark.column + 1
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            self._mark(path + (key,), key_node.start_mark)
             # strings are most values: skip the call for them
             out[key] = value_node.value if value_node.tag == _STR and isinstance(value_node, yaml.ScalarNode) \
-                else _plain(value_node, sub, lines, cols)
+                else self.plain(value_node, path + (key,))
+        for value_node in merges:
+            self._merge(out, value_node, path)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        out = []
-        for i, value_node in enumerate(node.value):
-            sub = path + (i,)
-            mark = value_node.start_mark
-            lines[sub] = mark.line + 1
-            cols[sub] = mark.column + 1
-            out.append(_plain(value_node, sub, lines, cols))
-        return out
-    return _scalar(node)
+
+    def _merge(self, out: dict, value_node, path: Path_) -> None:
+        """`<<: *base` or `<<: [*a, *b]`: keys the mapping lacks, earlier sources first; their lines
+        are where the source defines them."""
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for src in sources:
+            if not isinstance(src, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a merge key (<<) takes a mapping or a list of mappings", src.start_mark)
+            inner = _Converter(self.budget)
+            merged = inner.plain(src, path)
+            self.budget = inner.budget
+            fresh = {k for k in merged if k not in out}
+            for k in fresh:
+                out[k] = merged[k]
+            for p, line in inner.lines.items():
+                if len(p) > len(path) and p[len(path)] in fresh:
+                    self.lines[p], self.cols[p] = line, inner.cols.get(p, 0)
 
 
 def _split(doc: dict, lines: dict[Path_, int], file: str,
@@ -163,15 +219,16 @@ def parse_text(text: str, file: str) -> list[RawObject]:
 
 def _parse_text(text: str, file: str) -> list[RawObject]:
     out: list[RawObject] = []
+    budget = ALIAS_FACTOR * len(text) + ALIAS_FLOOR
     for doc in _documents(text, file):
         if doc is None or (isinstance(doc, yaml.ScalarNode) and doc.tag == "tag:yaml.org,2002:null"):
             continue  # an empty document
-        lines: dict[Path_, int] = {}
-        cols: dict[Path_, int] = {}
+        conv = _Converter(budget)  # one budget for the file: documents cannot each take all of it
         try:
-            plain = doc if not isinstance(doc, yaml.Node) else _plain(doc, (), lines, cols)
+            plain = doc if not isinstance(doc, yaml.Node) else conv.plain(doc, ())
         except yaml.YAMLError as exc:
             raise _yaml_error(exc, file) from None
+        lines, cols, budget = conv.lines, conv.cols, conv.budget
         if not isinstance(plain, dict):
             line = doc.start_mark.line + 1 if isinstance(doc, yaml.Node) else None
             raise InputError("a document must be a mapping (a Kubernetes object)", file, line)
@@ -179,17 +236,64 @@ def _parse_text(text: str, file: str) -> list[RawObject]:
     return out
 
 
+def max_file_bytes() -> int:
+    """The largest input file read (NETPOL_MAX_FILE_BYTES overrides): a bound on memory, not on clusters
+    (a 30k-pod snapshot as kubectl prints it is well under it)."""
+    try:
+        return int(os.environ.get("NETPOL_MAX_FILE_BYTES", "")) or MAX_FILE_BYTES
+    except ValueError:
+        return MAX_FILE_BYTES
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _files(path: str) -> Iterator[str]:
+    """Regular files only: a FIFO or a device (/dev/zero) named by mistake or by malice is refused,
+    and a folder's other entries are skipped."""
     if os.path.isdir(path):
         for root, dirs, names in os.walk(path):
             dirs.sort()
             for name in sorted(names):
-                if name.endswith(SUFFIXES):
-                    yield os.path.join(root, name)
-    elif os.path.exists(path):
+                full = os.path.join(root, name)
+                if name.endswith(SUFFIXES) and _regular(full):
+                    yield full
+    elif _regular(path):
         yield path
+    elif os.path.exists(path):
+        raise InputError("not a regular file", path)
     else:
         raise InputError("no such file or folder", path)
+
+
+def read_text(stream: IO[bytes] | IO[str], file: str) -> str:
+    """A whole input as UTF-8, refused past the size limit before it is all in memory."""
+    limit = max_file_bytes()
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(f"larger than {limit} bytes (set NETPOL_MAX_FILE_BYTES to read it)", file)
+    if isinstance(data, str):  # a text stream (a test's stdin): the size was counted in characters
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read: not UTF-8 ({exc.reason} at byte {exc.start})", file) from None
+
+
+def stdin() -> IO[bytes] | IO[str]:
+    return getattr(sys.stdin, "buffer", sys.stdin)
+
+
+def read_file(file: str) -> str:
+    try:
+        with open(file, "rb") as fh:
+            return read_text(fh, file)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file) from None
 
 
 def load_paths(paths: Iterable[str]) -> list[RawObject]:
@@ -197,13 +301,8 @@ def load_paths(paths: Iterable[str]) -> list[RawObject]:
     out: list[RawObject] = []
     for path in paths:
         if path == "-":
-            out.extend(parse_text(sys.stdin.read(), "<stdin>"))
+            out.extend(parse_text(read_text(stdin(), "<stdin>"), "<stdin>"))
             continue
         for file in _files(path):
-            try:
-                with open(file, encoding="utf-8") as fh:
-                    text = fh.read()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(f"cannot read: {exc}", file) from None
-            out.extend(parse_text(text, file))
+            out.extend(parse_text(read_file(file), file))
     return out

@@ -48,6 +48,21 @@ def subtract(spans: Spans, holes: Spans) -> Spans:
     return tuple(out)
 
 
+def intersect(a: Spans, b: Spans) -> Spans:
+    """Two merged span lists' common part, in one pass over both."""
+    out: list[Span] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return tuple(out)
+
+
 def contains(spans: Spans, value: int) -> bool:
     i = bisect.bisect_right(spans, (value, float("inf"))) - 1
     return i >= 0 and spans[i][0] <= value <= spans[i][1]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 
+from . import names
 from .errors import InputError
 from .gcpause import gc_paused
 from .load import Path_, RawObject
@@ -13,7 +13,6 @@ from .model import (NS_NAME_LABEL, PROTOCOLS, WORKLOAD_KINDS, Cluster, Container
                     LabelSelector, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Requirement,
                     Rule, Service, ServicePort)
 
-_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
@@ -51,12 +50,30 @@ class _At:
     def items(self, path: Path_) -> list:
         return self.get(path, list, [])
 
-    def labels(self, path: Path_) -> dict[str, str]:
+    def labels(self, path: Path_, values: names.Check | None = names.label_value) -> dict[str, str]:
+        """A string map whose keys are qualified names (labels, selectors, annotations); values are
+        checked too unless `values` is None (annotation values are free text)."""
         found = self.get(path, dict, {})
         for k, v in found.items():
             if v is not None and not isinstance(v, str):
                 raise self.fail(f"value {v!r} must be a string (quote it: \"{_yaml_scalar(v)}\")", path + (k,))
+            self.check(names.qualified_name(str(k).lower() if values is None else str(k)), path + (k,), "key")
+            if values is not None:
+                self.check(values(v or ""), path + (k,), repr(v or ""))
         return {str(k): "" if v is None else v for k, v in found.items()}
+
+    def check(self, why: str | None, path: Path_, what: str) -> None:
+        """Raise a located error when an identifier check found a reason."""
+        if why is not None:
+            raise self.fail(f"invalid {what}: {why}", path)
+
+    def name(self, path: Path_, check: names.Check, default: str | None = None) -> str | None:
+        """An optional identifier field, checked."""
+        value = self.get(path, str)
+        if value is None or value == "":
+            return default
+        self.check(check(value), path, f"value {value!r}")
+        return value
 
 
 def _type_name(value) -> str:
@@ -86,6 +103,7 @@ def _selector(at: _At, path: Path_) -> LabelSelector:
         values = at.items(p + ("values",))
         if not key:
             raise at.fail("key is required", p + ("key",))
+        at.check(names.qualified_name(key), p + ("key",), f"key {key!r}")
         if op not in _OPERATORS:
             raise at.fail(f"operator {op!r} is not one of {', '.join(_OPERATORS)}", p + ("operator",))
         if op in ("In", "NotIn") and not values:
@@ -95,6 +113,7 @@ def _selector(at: _At, path: Path_) -> LabelSelector:
         for j, v in enumerate(values):
             if not isinstance(v, str):
                 raise at.fail(f"value {v!r} must be a string (quote it: \"{_yaml_scalar(v)}\")", p + ("values", j))
+            at.check(names.label_value(v), p + ("values", j), f"value {v!r}")
         reqs.append(Requirement(key=key, operator=op, values=frozenset(str(v) for v in values)))
     return LabelSelector(match_labels=labels, match_expressions=tuple(reqs))
 
@@ -139,9 +158,7 @@ def _port_value(at: _At, path: Path_) -> int | str | None:
         if not 1 <= value <= 65535:
             raise at.fail(f"port {value} out of range 1-65535", path)
         return value
-    if not _SVC_NAME.match(value) or "--" in value or not re.search("[a-z]", value):
-        raise at.fail(f"invalid port name {value!r} (IANA service name: 1-15 lowercase letters, "
-                      "digits and '-', with at least one letter)", path)
+    at.check(names.iana_svc_name(value), path, f"port name {value!r} (an IANA service name)")
     return value
 
 
@@ -183,20 +200,38 @@ def _rules(at: _At, direction: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-def _meta(at: _At) -> tuple[str, str]:
+# metadata.name as the API server checks it per kind (CronJob names also become Job names plus 11)
+NAME_CHECKS: dict[str, names.Check] = {"Namespace": names.dns1123_label, "Service": names.dns1035_label}
+_NAME_LIMITS = {"CronJob": 52}
+ANNOTATIONS_MAX = 256 * 1024  # bytes of keys and values together
+
+
+def _name(at: _At, kind: str) -> str:
     name = at.get(("metadata", "name"), str)
     if not name:
         raise at.fail("metadata.name is required", ("metadata",))
-    return at.get(("metadata", "namespace"), str) or "default", name
+    at.check(NAME_CHECKS.get(kind, names.dns1123_subdomain)(name), ("metadata", "name"), f"name {name!r}")
+    limit = _NAME_LIMITS.get(kind)
+    if limit is not None and len(name) > limit:
+        raise at.fail(f"invalid name {name!r}: must be no more than {limit} characters", ("metadata", "name"))
+    return name
+
+
+def _meta(at: _At, kind: str) -> tuple[str, str]:
+    name = _name(at, kind)
+    return at.name(("metadata", "namespace"), names.dns1123_label, "default") or "default", name
 
 
 def _annotations(at: _At) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(at.labels(("metadata", "annotations")).items()))
+    found = at.labels(("metadata", "annotations"), values=None)
+    if sum(len(k.encode()) + len(v.encode()) for k, v in found.items()) > ANNOTATIONS_MAX:
+        raise at.fail(f"may not be more than {ANNOTATIONS_MAX} bytes", ("metadata", "annotations"))
+    return tuple(sorted(found.items()))
 
 
 def network_policy(raw: RawObject) -> NetworkPolicy:
     at = _At(raw)
-    namespace, name = _meta(at)
+    namespace, name = _meta(at, "NetworkPolicy")
     at.get(("spec",), dict)
     types = at.items(("spec", "policyTypes"))
     if len(types) > 2:
@@ -224,7 +259,7 @@ def _container_ports(at: _At, spec: Path_) -> tuple[ContainerPort, ...]:
                     continue  # a typo'd field the API server would drop; the port then names nothing
                 if not 1 <= number <= 65535:
                     raise entry.fail(f"containerPort {number} out of range 1-65535", ("containerPort",))
-                out.append(ContainerPort(name=entry.get(("name",), str), port=number,
+                out.append(ContainerPort(name=entry.name(("name",), names.iana_svc_name), port=number,
                                          protocol=_protocol(entry, ("protocol",))))
     return tuple(out)
 
@@ -243,26 +278,29 @@ def _pod_ips(at: _At) -> tuple[str, ...]:
 
 
 def _owner(at: _At) -> tuple[str, str] | None:
+    """The controller. Like np-guard, a reference without a kind still names a workload; names
+    reach reports only through each format's escaping."""
     for i, ref in enumerate(at.items(("metadata", "ownerReferences"))):
-        if isinstance(ref, dict) and ref.get("controller"):
-            return str(ref.get("kind") or ""), str(ref.get("name") or "")
+        path = ("metadata", "ownerReferences", i)
+        if at.get(path, dict).get("controller") is True:
+            return at.get(path + ("kind",), str, ""), at.get(path + ("name",), str, "")
     return None
 
 
 def pod(raw: RawObject) -> Pod | None:
     at = _At(raw)
-    namespace, name = _meta(at)
+    namespace, name = _meta(at, "Pod")
     if at.get(("status", "phase")) in ("Succeeded", "Failed"):
         return None  # finished pods hold no address and take no traffic
     return Pod(namespace=namespace, name=name, labels=at.labels(("metadata", "labels")), ips=_pod_ips(at),
                ports=_container_ports(at, ("spec",)), host_network=bool(at.get(("spec", "hostNetwork"))),
-               node_name=at.get(("spec", "nodeName"), str), owner=_owner(at),
+               node_name=at.name(("spec", "nodeName"), names.dns1123_subdomain), owner=_owner(at),
                annotations=_annotations(at), source=raw.source)
 
 
 def workload(raw: RawObject) -> Pod:
     at = _At(raw)
-    namespace, name = _meta(at)
+    namespace, name = _meta(at, raw.kind)
     tmpl = ("spec", "jobTemplate", "spec", "template") if raw.kind == "CronJob" else ("spec", "template")
     return Pod(namespace=namespace, name=name, kind=raw.kind, labels=at.labels(tmpl + ("metadata", "labels")),
                ports=_container_ports(at, tmpl + ("spec",)),
@@ -272,9 +310,7 @@ def workload(raw: RawObject) -> Pod:
 
 def namespace(raw: RawObject) -> Namespace:
     at = _At(raw)
-    name = at.get(("metadata", "name"), str)
-    if not name:
-        raise at.fail("metadata.name is required", ("metadata",))
+    name = _name(at, "Namespace")
     labels = at.labels(("metadata", "labels"))
     labels[NS_NAME_LABEL] = name  # set by the API server on every namespace
     return Namespace(name=name, labels=labels, source=raw.source)
@@ -282,15 +318,43 @@ def namespace(raw: RawObject) -> Namespace:
 
 def service(raw: RawObject) -> Service:
     at = _At(raw)
-    namespace, name = _meta(at)
+    namespace, name = _meta(at, "Service")
     ports = []
     for i, _ in enumerate(at.items(("spec", "ports"))):
         p = ("spec", "ports", i)
-        ports.append(ServicePort(name=at.get(p + ("name",), str), port=at.get(p + ("port",), int) or 0,
-                                 target_port=at.get(p + ("targetPort",), (int, str)),
+        ports.append(ServicePort(name=at.name(p + ("name",), names.dns1123_label),
+                                 port=at.get(p + ("port",), int) or 0,
+                                 target_port=_port_value(at, p + ("targetPort",)),
                                  protocol=_protocol(at, p + ("protocol",))))
     return Service(namespace=namespace, name=name, selector=at.labels(("spec", "selector")),
                    ports=tuple(ports), source=raw.source)
+
+
+def _terminating(raw: RawObject) -> bool:
+    return bool((raw.data.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _one_owner_per_address(pods: list[Pod], claims: dict[str, list[tuple[Pod, RawObject]]]) -> list[Pod]:
+    """Two running pods cannot hold one address, and the kernel can give it only one set of rules: a
+    snapshot that says otherwise is refused. While an address is being reused, the terminating pod
+    loses it, as in the agent (`agent/store.py`); host-network pods share their node's address."""
+    losers: dict[int, set[str]] = {}
+    for ip, found in claims.items():
+        if len(found) < 2:
+            continue
+        live = [(p, raw) for p, raw in found if not _terminating(raw)]
+        if len(live) > 1:
+            (first, first_raw), (_, raw) = live[0], live[1]
+            raise raw.error(f"address {ip} is also claimed by pod {first.key} (at {first_raw.source}); "
+                            "two running pods cannot share an address", ("metadata", "name"))
+        for p, _ in found:
+            if not any(p is q for q, _ in live):
+                losers.setdefault(id(p), set()).add(ip)
+    if not losers:
+        return pods
+    return [p.model_copy(update={"ips": tuple(ip for ip in p.ips
+                                              if str(ipaddress.ip_address(ip)) not in losers[id(p)])})
+            if id(p) in losers else p for p in pods]
 
 
 def build_cluster(raws: Iterable[RawObject]) -> Cluster:
@@ -302,6 +366,7 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     """Every object we understand becomes a model; unknown kinds are skipped."""
     namespaces: dict[str, Namespace] = {}
     pods: list[Pod] = []
+    claims: dict[str, list[tuple[Pod, RawObject]]] = {}  # pod address -> pods (not host-network) showing it
     policies: list[NetworkPolicy] = []
     services: list[Service] = []
     seen: dict[tuple[str, str, str], RawObject] = {}
@@ -326,12 +391,15 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
         elif kind == "Pod":
             if (p := pod(raw)) is not None:
                 pods.append(p)
+                for ip in () if p.host_network else p.ips:
+                    claims.setdefault(str(ipaddress.ip_address(ip)), []).append((p, raw))
         elif kind == "NetworkPolicy":
             policies.append(network_policy(raw))
         elif kind == "Service":
             services.append(service(raw))
         else:
             pods.append(workload(raw))
+    pods = _one_owner_per_address(pods, claims)
     for name in {o.namespace for o in (*pods, *policies, *services)} | {"default"}:
         namespaces.setdefault(name, Namespace(name=name, labels={NS_NAME_LABEL: name}))
     return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),

@@ -110,7 +110,7 @@ def _goto(chain: str) -> Expr:
 
 def log_prefix(namespace: str, direction: str) -> str:
     """The kernel log prefix of a denied (or, under audit, would-be denied) connection."""
-    return f"netpol deny {direction} {namespace} "
+    return _checked(f"netpol deny {direction} {ident(namespace)} ")
 
 
 def _log(prefix: str) -> tuple[Expr, Expr]:
@@ -145,6 +145,9 @@ class NftSet:
 class NftRule:
     exprs: tuple[Expr, ...]
     comment: str
+
+    def __post_init__(self) -> None:
+        _checked(self.comment)
 
     def text(self) -> str:
         return " ".join(e.text for e in self.exprs) + f' comment "{self.comment}"'
@@ -240,11 +243,32 @@ def short_id(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+# Defence in depth: names are validated when read, and still no text from input reaches nft text.
+# An identifier is written as itself only in the API server's own name alphabet; anything else,
+# (a model built past the parser, by a bug or a future caller) is written as its hash.
+_NAME_TEXT = re.compile(r"[a-z0-9][a-z0-9.-]{0,252}")
+_COMMENT_TEXT = re.compile(r"[A-Za-z0-9 ./~#_\[\]-]{1,128}")
+
+
+def ident(text: str) -> str:
+    """A namespace or object name as comments and log prefixes may carry it."""
+    return text if _NAME_TEXT.fullmatch(text) else f"~{short_id(text)}"
+
+
+def _checked(text: str) -> str:
+    """Comment and log-prefix text: nothing that could end a quoted string or a command."""
+    if not _COMMENT_TEXT.fullmatch(text):
+        raise ValueError(f"unsafe nft comment {text!r}")
+    return text
+
+
 def chain_name(direction: str, namespace: str) -> str:
     return f"{'in' if direction == INGRESS else 'eg'}_{short_id(namespace)}"
 
 
 def comment(namespace: str, name: str, suffix: str) -> str:
+    """A rule's stable id, `ns/policy ingress[0]`: metrics and logs name the rule by it."""
+    namespace, name = ident(namespace), ident(name)
     text = f"{namespace}/{name} {suffix}"
     if len(text) <= COMMENT_MAX:
         return text
@@ -443,7 +467,7 @@ def _dispatch(d: str, chunks: int) -> list[NftRule]:
 
 def _default_deny(d: str, ns: str, deny: str) -> tuple[NftRule, ...]:
     """drop; log: log (rate-limited) then drop; audit: log and count, then accept."""
-    note = f"{ns} default deny {d}"
+    note = f"{ident(ns)} default deny {d}"
     drop = NftRule((COUNTER, _verdict("drop")), note)
     if deny == "drop":
         return (drop,)

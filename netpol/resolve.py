@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from .errors import QueryError
-from .model import NS_NAME_LABEL, Cluster, IPAddress, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
+from .model import NS_NAME_LABEL, PROTOCOLS, Cluster, IPAddress, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,20 @@ def port_matches(entry: PolicyPort, dst: Endpoint, port: int, protocol: str) -> 
 
 def rule_ports_match(rule: Rule, dst: Endpoint, port: int, protocol: str) -> bool:
     return not rule.ports or any(port_matches(e, dst, port, protocol) for e in rule.ports)
+
+
+def rule_port_spans(rule: Rule, dst: Endpoint) -> dict[str, list[tuple[int, int]]]:
+    """The ports a rule admits towards dst, per protocol, as inclusive spans (not merged): what
+    `rule_ports_match` answers port by port, for all ports at once."""
+    if not rule.ports:
+        return {proto: [(1, 65535)] for proto in PROTOCOLS}
+    out: dict[str, list[tuple[int, int]]] = {}
+    for e in rule.ports:
+        spans = out.setdefault(e.protocol, [])
+        if e.port is None:
+            spans.append((1, 65535))
+        elif isinstance(e.port, int):
+            spans.append((e.port, e.end_port or e.port))
+        elif dst.pod is not None:
+            spans += [(cp.port, cp.port) for cp in dst.pod.named_port(e.port) if cp.protocol == e.protocol]
+    return out

@@ -19,6 +19,7 @@ from functools import cached_property
 from .conns import MAX_PORT, ConnSet, connections
 from .model import PROTOCOLS, Cluster, IPBlock, LabelSelector, Pod
 from .nftsets import subtract
+from .escape import inert, md_code, plain
 from .resolve import Endpoint, Options
 
 INGRESS, EGRESS = "ingress", "egress"
@@ -260,7 +261,7 @@ class Connectivity:
         return [(s, d, self.conns[(s, d)]) for s, d in sorted(self.conns)]
 
     def txt(self) -> str:
-        return "\n".join(f"{s} => {d} : {c}" for s, d, c in self.lines())
+        return "\n".join(f"{plain(s)} => {plain(d)} : {c}" for s, d, c in self.lines())
 
     def to_json(self) -> dict:
         return {"workloads": list(self.workloads),
@@ -318,12 +319,12 @@ def connectivity(cluster: Cluster, opts: Options = Options(), namespaces: Iterab
 
 def render(result: Connectivity, output: str) -> str:
     if output in ("txt", "text"):
-        return result.txt()
+        return inert(result.txt())
     if output == "json":
         return json.dumps(result.to_json(), indent=1)
     if output == "md":
         rows = ["| src | dst | connections |", "|---|---|---|"]
-        rows += [f"| {s} | {d} | {c} |" for s, d, c in result.lines()]
+        rows += [f"| {md_code(s)} | {md_code(d)} | {c} |" for s, d, c in result.lines()]
         return "\n".join(rows)
     raise ValueError(output)
 

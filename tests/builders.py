@@ -14,6 +14,7 @@ from netpol.decide import Verdict, decide
 from netpol.load import RawObject, Source, parse_text
 from netpol.model import Cluster
 from netpol.parse import build_cluster
+from netpol.parse import pod as parse_pod
 from netpol.resolve import Options, endpoint
 
 NAMESPACES = ("x", "y", "z")
@@ -62,6 +63,23 @@ def policy(ns: str, name: str, spec: dict) -> dict:
 
 def cluster(*objects: dict) -> Cluster:
     return build_cluster(RawObject(o, Source(f"<test:{i}>", 0)) for i, o in enumerate(objects))
+
+
+def cluster_sharing(*objects: dict) -> Cluster:
+    """A cluster whose pods may claim one address (files are refused that; a Cluster made in code,
+    mid-reuse, is not): compile and update must still agree on it."""
+    return build_sharing([RawObject(o, Source(f"<test:{i}>", 0)) for i, o in enumerate(objects)])
+
+
+def build_sharing(raws: list[RawObject]) -> Cluster:
+    """build_cluster, without refusing pods that share an address."""
+    def addressless(r: RawObject) -> RawObject:
+        status = {k: v for k, v in (r.data.get("status") or {}).items() if k not in ("podIP", "podIPs")}
+        return RawObject({**r.data, "status": status}, r.source, r.lines, r.cols)
+    others = build_cluster([addressless(r) if r.kind == "Pod" else r for r in raws])
+    parsed = {p.key: p for p in (parse_pod(r) for r in raws if r.kind == "Pod") if p is not None}
+    pods = tuple(parsed[p.key] if p.kind == "Pod" else p for p in others.pods)
+    return Cluster(namespaces=others.namespaces, pods=pods, policies=others.policies, services=others.services)
 
 
 def cluster_yaml(text: str, file: str = "test.yaml") -> Cluster:

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from builders import cluster, container_ports, namespace, pod, policy
+from builders import cluster, cluster_sharing, container_ports, namespace, pod, policy
 import netpol.compile as compile_module
 from netpol.compile import Plan, compile_plan, update_plan
 from netpol.model import Cluster, Pod
@@ -95,7 +95,7 @@ def _churn(rng: random.Random, pods: dict[str, dict]) -> None:
 
 
 def _build(namespaces: list[dict], pods: dict[str, dict], policies: list[dict]) -> Cluster:
-    return cluster(*namespaces, *policies, *[pods[k] for k in sorted(pods)])  # policies keep their source
+    return cluster_sharing(*namespaces, *policies, *[pods[k] for k in sorted(pods)])  # policies keep their source
 
 
 def _changes(before: Cluster, after: Cluster) -> dict[str, Pod | None]:

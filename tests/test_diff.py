@@ -13,6 +13,7 @@ from netpol.diff import diff
 from netpol.parse import build_cluster
 from netpol.workloads import NO_CONNS, External, conn_minus
 
+from builders import build_sharing
 from test_npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws
 
 _register()
@@ -50,7 +51,7 @@ SEMANTIC = [("semanticDiff-same-topologies-old1", "semanticDiff-same-topologies-
 def test_semantic_diff_matches_npguards_outputs(old, new):
     """What netpol's diff opens and closes equals the difference of np-guard's two connlists,
     port by port and address by address (on the objects as np-guard reads them)."""
-    result = diff(build_cluster(npguard_view(raws(old))), build_cluster(npguard_view(raws(new))), NPGUARD)
+    result = diff(build_sharing(npguard_view(raws(old))), build_sharing(npguard_view(raws(new))), NPGUARD)
     before, after = expected(old), expected(new)
     changes = [(c.src, c.dst, c) for c in result.changes]
     names = [n for line in before + after for n in line[:2]] + [n for c in result.changes for n in (c.src, c.dst)]
@@ -78,7 +79,7 @@ def test_semantic_diff_of_host_network_pods_is_empty():
 @pytest.mark.skipif(not MAIN, reason="np-guard corpus not present")
 def test_semantic_diff_names_workloads_and_merges_ranges():
     old, new = SEMANTIC[3]
-    result = diff(build_cluster(npguard_view(raws(old))), build_cluster(npguard_view(raws(new))), NPGUARD)
+    result = diff(build_sharing(npguard_view(raws(old))), build_sharing(npguard_view(raws(new))), NPGUARD)
     lines = {(c.kind, c.src, c.dst, str(c.old), str(c.new), c.note) for c in result.changes}
     # policy a admitted 10.0.0.0/8 except 10.10.0.0/16 (and app-2) to app-1; b drops that policy,
     # so the rest of the address space is opened, as one range on each side of 10/8 and the hole

@@ -7,13 +7,14 @@ import sys
 import typer
 
 from ..errors import NetpolError
+from ..escape import inert, plain
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Kubernetes NetworkPolicy: enforce with nftables, check and lint offline.")
 
 
 def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"netpol: error: {message}", err=True)
+    typer.echo(inert(f"netpol: error: {plain(message)}"), err=True)
     raise typer.Exit(code)
 
 
@@ -32,5 +33,5 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except NetpolError as exc:  # errors outside a command body (e.g. during option parsing)
-        typer.echo(f"netpol: error: {exc}", err=True)
+        typer.echo(inert(f"netpol: error: {plain(str(exc))}"), err=True)
         sys.exit(2)

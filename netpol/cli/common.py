@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import NetpolError
+from ..escape import inert, plain
 from ..inputs import load_cluster
 from ..model import Cluster
 from ..resolve import Options
@@ -27,7 +28,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except NetpolError as exc:
-        typer.echo(f"netpol: error: {exc}", err=True)
+        typer.echo(inert(f"netpol: error: {plain(str(exc))}"), err=True)
         raise typer.Exit(2) from None
 
 

@@ -16,6 +16,7 @@ from ..matrix import Matrix, PortQuery, compute, resolve_port
 from ..model import PROTOCOLS
 from ..resolve import Endpoint, endpoint
 from . import app
+from ..escape import inert, md_code, plain
 from .common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
 
 
@@ -51,12 +52,13 @@ def port_queries(port: list[str] | None, protocol: list[str] | None) -> list[Por
 
 
 def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None) -> str:
-    head = f"{'ALLOWED' if allowed else 'DENIED'}: {v.src} -> {v.dst} {v.protocol}/{v.port}"
+    src, dst = plain(v.src), plain(v.dst)
+    head = f"{'ALLOWED' if allowed else 'DENIED'}: {src} -> {dst} {v.protocol}/{v.port}"
     if conns is not None:
-        head = f"{'ALLOWED' if allowed else 'DENIED'}: {v.src} -> {v.dst}: {conns}\n  at {v.protocol}/{v.port}:"
+        head = f"{'ALLOWED' if allowed else 'DENIED'}: {src} -> {dst}: {conns}\n  at {v.protocol}/{v.port}:"
     # one isolating policy per line: a pod selected by several policies gets one reason from each
-    return "\n".join([head, "  egress:  " + v.egress.reason.replace(" | ", "\n           "),
-                      "  ingress: " + v.ingress.reason.replace(" | ", "\n           ")])
+    return inert("\n".join([head, "  egress:  " + plain(v.egress.reason).replace(" | ", "\n           "),
+                            "  ingress: " + plain(v.ingress.reason).replace(" | ", "\n           ")]))
 
 
 @app.command()
@@ -134,10 +136,10 @@ def _render_md(m: Matrix) -> str:
     out = []
     for q, grid in zip(m.queries, m.allowed):
         out.append(f"**{q.protocol}/{q.port}** (rows: sources, columns: destinations)\n")
-        out.append("| src \\ dst | " + " | ".join(m.pods) + " |")
+        out.append("| src \\ dst | " + " | ".join(map(md_code, m.pods)) + " |")
         out.append("|---" * (len(m.pods) + 1) + "|")
         for src, row in zip(m.pods, grid):
-            out.append(f"| {src} | " + " | ".join("✅" if a else "❌" for a in row) + " |")
+            out.append(f"| {md_code(src)} | " + " | ".join("✅" if a else "❌" for a in row) + " |")
         out.append("")
     return "\n".join(out).rstrip("\n")
 

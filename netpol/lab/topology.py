@@ -36,7 +36,7 @@ RESERVED_GATEWAYS = frozenset({GATEWAY_V4, GATEWAY_V6})
 # The only addresses the lab ever puts on an interface (benchmarking and documentation ranges).
 LAB_NETWORKS = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:db8::/32"))
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # + "v9999" stays within IFNAMSIZ (15)
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,9}")  # + "v9999" stays within IFNAMSIZ (15)
 _MAX_HOSTS = 9999
 _SERVER_MODULE = "netpol.lab.server"
 _SERVER_START_TIMEOUT = 30.0
@@ -108,7 +108,7 @@ def _log_path(prefix: str) -> Path:
 
 
 def check_prefix(prefix: str) -> None:
-    if not _PREFIX_RE.match(prefix):
+    if not _PREFIX_RE.fullmatch(prefix):
         raise LabError(
             f"invalid lab prefix {prefix!r}: use 1-10 lowercase letters and digits, starting with a letter"
         )
@@ -340,12 +340,12 @@ def _kill_servers(prefix: str, grace: float = 2.0) -> None:
 
 def lab_netns(prefix: str) -> list[str]:
     """Names of the netns that belong to the lab with this prefix (whatever state it is in)."""
-    pattern = re.compile(rf"^{re.escape(prefix)}-(node|p\d+)$")
+    pattern = re.compile(rf"{re.escape(prefix)}-(node|p\d+)")
     try:
         names = os.listdir(NETNS_RUN_DIR)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if pattern.match(n))
+    return sorted(n for n in names if pattern.fullmatch(n))
 
 
 def load_state(prefix: str = "nplab") -> LabState | None:

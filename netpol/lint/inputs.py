@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..load import Path_, RawObject, _files, parse_text
+from ..load import Path_, RawObject, _files, parse_text, read_file, read_text, stdin
 from ..model import Cluster, NetworkPolicy, Pod
 from ..parse import build_cluster
 from .registry import Location
@@ -85,16 +85,10 @@ def read(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -
             if file != "-" and _excluded(file, exclude, root):
                 continue
             try:
-                if file == "-":
-                    raws.extend(parse_text(sys.stdin.read(), "<stdin>"))
-                    continue
-                with open(file, encoding="utf-8") as fh:
-                    text = fh.read()
-                raws.extend(parse_text(text, file))
+                text = read_text(stdin(), "<stdin>") if file == "-" else read_file(file)
+                raws.extend(parse_text(text, "<stdin>" if file == "-" else file))
             except InputError as exc:
                 errors.append(_error(exc))
-            except (OSError, UnicodeDecodeError) as exc:
-                errors.append((Location(file), f"cannot read: {exc}"))
     return raws, errors
 
 

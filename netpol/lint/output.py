@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from .. import __version__ as VERSION
+from ..escape import inert, plain, uri_path
 from .engine import Finding
 from .registry import all_checks
 
@@ -26,7 +27,7 @@ def _where(f: Finding) -> str:
 
 
 def text(findings: list[Finding]) -> str:
-    lines = [f"{_where(f)}: {f.code} [{f.severity}] {f.message}" for f in findings]
+    lines = [f"{plain(_where(f))}: {f.code} [{f.severity}] {plain(f.message)}" for f in findings]
     counts = Counter(f.severity for f in findings)
     if not findings:
         lines.append("no findings")
@@ -34,7 +35,7 @@ def text(findings: list[Finding]) -> str:
         parts = [f"{counts[s]} {s}{'s' if counts[s] != 1 and s != 'info' else ''}"
                  for s in ("error", "warning", "info") if counts[s]]
         lines.append(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}: {', '.join(parts)}")
-    return "\n".join(lines)
+    return inert("\n".join(lines))
 
 
 def as_json(findings: list[Finding]) -> str:
@@ -44,10 +45,10 @@ def as_json(findings: list[Finding]) -> str:
 def _uri(file: str) -> str:
     """Paths below the working folder stay relative (what code scanning expects); others become file URIs."""
     if file.startswith("<"):
-        return file
+        return uri_path(file)
     path = Path(os.path.abspath(file))
     try:
-        return path.relative_to(Path.cwd()).as_posix()
+        return uri_path(path.relative_to(Path.cwd()).as_posix())
     except ValueError:
         return path.as_uri()
 
