@@ -69,7 +69,7 @@ def foreign(ns: str) -> dict[str, str]:
     return {t: nft(ns, "list", "table", *t.split()) for t in ("ip filter", "inet filter")}
 
 
-def assert_exactly_ours(ns: str, plan, table: str = "netpol") -> None:
+def assert_exactly_ours(ns: str, plan, table: str = "netpol", deny: str = "drop") -> None:
     """The kernel holds our table and the foreign ones, nothing else; ours has exactly the chains
     we built, each with exactly our rules (by their ids, in order)."""
     listing = json.loads(nft(ns, "-j", "list", "ruleset"))["nftables"]
@@ -77,7 +77,7 @@ def assert_exactly_ours(ns: str, plan, table: str = "netpol") -> None:
     assert tables == {("ip", "filter"), ("inet", "filter"), ("inet", table)}
     ours = [o for o in listing for v in o.values() if isinstance(v, dict) and v.get("table") == table
             and v.get("family") == "inet"]
-    built = build(plan, table)
+    built = build(plan, table, deny)
     chains = {o["chain"]["name"] for o in ours if "chain" in o}
     assert chains == {c.name for c in built.chains}
     rules: dict[str, list[str]] = {}
@@ -120,13 +120,15 @@ def test_enforce_refuses_injected_names_and_applies_nothing(netns, tmp_path, nam
     assert foreign(ns) == before and "netpol" not in nft(ns, "list", "tables")
 
 
-@pytest.mark.parametrize("namespace", [None, 'tenant3" accept comment "'])
-def test_hostile_names_past_the_parser_load_exactly_our_rules(netns, namespace):
+@pytest.mark.parametrize(("namespace", "deny"), [(None, "drop"), ('tenant3" accept comment "', "drop"),
+                                                 ('tenant3 " ; flush ruleset', "log"), ("tenant3\n", "audit")])
+def test_hostile_names_past_the_parser_load_exactly_our_rules(netns, namespace, deny):
+    """Names in rule comments, and namespaces in deny log prefixes too."""
     ns = netns()
     before = with_foreign(ns)
     plan = compile_plan(renamed(load_cluster([str(POLICIES)]), HOSTILE, namespace), None, Options())
-    Enforcer(ns).apply(render(plan))
-    assert_exactly_ours(ns, plan)
+    Enforcer(ns).apply(render(plan, deny=deny))
+    assert_exactly_ours(ns, plan, deny=deny)
     assert foreign(ns) == before
     listing = nft(ns, "list", "table", "inet", "netpol")
     assert listing.isascii() and "flush" not in listing and "~" in listing  # hostile names went in as hashes
