@@ -39,14 +39,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from netpol.apply import Enforcer  # noqa: E402
-from netpol.compile import EGRESS, FAMILIES, INGRESS, Plan, compile_plan  # noqa: E402
-from netpol.load import RawObject, Source  # noqa: E402
-from netpol.model import Cluster  # noqa: E402
-from netpol.nftsets import address_text, port_text  # noqa: E402
-from netpol.parse import build_cluster  # noqa: E402
-from netpol.render import render, short_id  # noqa: E402
-from netpol.ruleset import Ruleset  # noqa: E402
+from netpol.nft.apply import Enforcer  # noqa: E402
+from netpol.nft.plan import EGRESS, FAMILIES, INGRESS, Plan, compile_plan  # noqa: E402
+from netpol.k8s.source import RawObject, Source  # noqa: E402
+from netpol.k8s.model import Cluster  # noqa: E402
+from netpol.nft.elements import address_text, port_text  # noqa: E402
+from netpol.k8s.parse import build_cluster  # noqa: E402
+from netpol.nft.render import render, short_id  # noqa: E402
+from netpol.nft.ruleset import Ruleset  # noqa: E402
 
 PREFIX = "npd"
 TABLE = "netpol"

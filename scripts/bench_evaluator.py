@@ -25,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from netpol.decide import decide  # noqa: E402
-from netpol.load import RawObject, Source  # noqa: E402
-from netpol.matrix import Engine, PortQuery, resolve_port  # noqa: E402
-from netpol.parse import build_cluster  # noqa: E402
-from netpol.resolve import Endpoint  # noqa: E402
+from netpol.evaluate.decide import decide  # noqa: E402
+from netpol.k8s.source import RawObject, Source  # noqa: E402
+from netpol.evaluate.matrix import Engine, PortQuery, resolve_port  # noqa: E402
+from netpol.k8s.parse import build_cluster  # noqa: E402
+from netpol.evaluate.resolve import Endpoint  # noqa: E402
 
 SIZES = {"small": (1_000, 100), "medium": (10_000, 1_000), "large": (30_000, 3_000)}
 TIERS = ("web", "api", "db", "cache", "worker")

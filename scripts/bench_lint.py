@@ -24,7 +24,7 @@ from netpol.lint.config import Settings  # noqa: E402
 from netpol.lint.engine import run_checks  # noqa: E402
 from netpol.lint.inputs import Input, build, load  # noqa: E402
 from netpol.lint.registry import all_checks  # noqa: E402
-from netpol.load import RawObject, Source  # noqa: E402
+from netpol.k8s.source import RawObject, Source  # noqa: E402
 
 TIERS = ("web", "api", "db")
 NAME = "kubernetes.io/metadata.name"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 import textwrap
 
-from netpol.decide import Verdict, decide
-from netpol.load import RawObject, Source, parse_text
-from netpol.model import Cluster
-from netpol.parse import build_cluster
-from netpol.parse import pod as parse_pod
-from netpol.resolve import Options, endpoint
+from netpol.evaluate.decide import Verdict, decide
+from netpol.k8s.load import parse_text
+from netpol.k8s.source import RawObject, Source
+from netpol.k8s.model import Cluster
+from netpol.k8s.parse import build_cluster
+from netpol.k8s.parse import pod as parse_pod
+from netpol.evaluate.resolve import Options, endpoint
 
 NAMESPACES = ("x", "y", "z")
 PODS = ("a", "b", "c")

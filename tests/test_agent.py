@@ -19,7 +19,7 @@ from kubestub import KubeStub
 
 from netpol.agent import Agent, AgentConfig, BatchReport
 from netpol.agent.source import Backoff
-from netpol.apply import Enforcer
+from netpol.nft.apply import Enforcer
 from netpol.lab import LabHost, LabState, Probe, down, probe, up
 
 pytestmark = pytest.mark.kernel

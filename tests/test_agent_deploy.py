@@ -12,8 +12,8 @@ from importlib.metadata import packages_distributions
 from conftest import ROOT
 from ruamel.yaml import YAML
 
-from netpol.load import load_paths
-from netpol.parse import build_cluster
+from netpol.k8s.load import load_paths
+from netpol.k8s.parse import build_cluster
 
 DEPLOY = ROOT / "deploy"
 

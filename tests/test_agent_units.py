@@ -18,7 +18,7 @@ from netpol.agent.pipeline import deny_mode
 from netpol.agent.source import Backoff, Watcher
 from netpol.cli import _register, app
 from netpol.errors import NetpolError
-from netpol.kube import api_client
+from netpol.k8s.kube import api_client
 
 
 def ns(name: str, **labels: str) -> dict:
@@ -140,7 +140,7 @@ def test_deny_mode_follows_the_flags(flags, mode):
 
 
 def test_counters_list_only_rules_that_count():
-    from netpol.nftjson import parse_table
+    from netpol.nft.listing import parse_table
     rule = lambda chain, comment, *expr: {"rule": {"family": "inet", "table": "t", "chain": chain, "handle": 1,
                                                    "comment": comment, "expr": list(expr)}}
     doc = {"nftables": [

@@ -1,4 +1,4 @@
-"""netpol.apply against the real kernel, inside network namespaces made here (prefix `npb`)."""
+"""netpol.nft.apply against the real kernel, inside network namespaces made here (prefix `npb`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from netpol import nftjson
-from netpol.apply import ApplyError, Enforcer
+from netpol import spans
+from netpol.nft import listing as nftjson
+from netpol.nft.apply import ApplyError, Enforcer
 from netpol.netns import run_in
-from netpol.ruleset import Ruleset
+from netpol.nft.ruleset import Ruleset
 
 kernel = pytest.mark.kernel
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")
@@ -131,8 +132,8 @@ def test_text_and_json_elements_normalise_alike() -> None:
     vmap = nftjson.SetShape("d", ("ipv6_addr",), True, "verdict")
     pair = [{"prefix": {"addr": "2001:db8::", "len": 64}}, {"jump": {"target": "ing_x"}}]
     assert nftjson.elem_from_json(vmap, pair) == nftjson.elem_from_text(vmap, "2001:db8::/64 :  jump ing_x")
-    assert nftjson.subtract([(0, 100)], [(10, 20), (50, 60)]) == [(0, 9), (21, 49), (61, 100)]
-    assert nftjson.merge([(5, 9), (0, 4), (20, 30)]) == [(0, 9), (20, 30)]
+    assert spans.subtract(((0, 100),), ((10, 20), (50, 60))) == ((0, 9), (21, 49), (61, 100))
+    assert spans.merge([(5, 9), (0, 4), (20, 30)]) == ((0, 9), (20, 30))
 
 
 def test_ruleset_refuses_unsafe_text() -> None:

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from builders import cluster, container_ports, e2e_objects, namespace, pod, policy
-from netpol.apply import ApplyError, Enforcer
-from netpol.compile import compile_plan
+from netpol.nft.apply import ApplyError, Enforcer
+from netpol.nft.plan import compile_plan
 from netpol.netns import run_in
-from netpol.render import render
-from netpol.resolve import Options
-from netpol.ruleset import Ruleset
+from netpol.nft.render import render
+from netpol.evaluate.resolve import Options
+from netpol.nft.ruleset import Ruleset
 from test_apply import ELEMENTS, SKELETON, connects, netns_maker, nft, rule_handles, veth_pair
 from test_render import world
 

@@ -8,9 +8,10 @@ import random
 import pytest
 
 from builders import cluster, container_ports, namespace, pod, policy
-from netpol.compile import NamedPort, PortRange, compile_plan
-from netpol.nftsets import address_json, address_text, contains, merge, port_text, subtract
-from netpol.resolve import Options
+from netpol.nft.plan import NamedPort, PortRange, compile_plan
+from netpol.spans import contains, merge, subtract
+from netpol.nft.elements import address_json, address_text, port_text
+from netpol.evaluate.resolve import Options
 
 
 def ip(text: str) -> int:

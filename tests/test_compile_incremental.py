@@ -10,10 +10,10 @@ import random
 import pytest
 
 from builders import cluster, cluster_sharing, container_ports, namespace, pod, policy
-import netpol.compile as compile_module
-from netpol.compile import Plan, compile_plan, update_plan
-from netpol.model import Cluster, Pod
-from netpol.resolve import Options
+import netpol.nft.plan as compile_module
+from netpol.nft.plan import Plan, compile_plan, update_plan
+from netpol.k8s.model import Cluster, Pod
+from netpol.evaluate.resolve import Options
 from test_compile_index import APPS, TIERS, _selector
 
 NODES = ("node-1", "node-2")

@@ -8,10 +8,10 @@ import random
 import pytest
 
 from builders import cluster, container_ports, namespace, pod, policy
-from netpol.compile import DIRECTIONS, FAMILIES, NamedPort, compile_plan
-from netpol.model import Cluster
-from netpol.nftsets import merge
-from netpol.resolve import Endpoint, Options, peer_matches, selects
+from netpol.nft.plan import DIRECTIONS, FAMILIES, NamedPort, compile_plan
+from netpol.k8s.model import Cluster
+from netpol.spans import merge
+from netpol.evaluate.resolve import Endpoint, Options, peer_matches, selects
 
 APPS, TIERS = ("a", "b", "c"), ("web", "db")
 

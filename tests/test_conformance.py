@@ -10,11 +10,12 @@ import pytest
 
 from builders import (E2E_PODS, Expect, assert_table, check, cluster, container_ports, e2e, e2e_ip, e2e_objects,
                       namespace, pod, policy)
-from netpol.conns import connections
+from netpol.evaluate.conns import connections
 from netpol.errors import QueryError
-from netpol.load import RawObject, Source, parse_text
-from netpol.parse import build_cluster
-from netpol.resolve import Options, endpoint
+from netpol.k8s.load import parse_text
+from netpol.k8s.source import RawObject, Source
+from netpol.k8s.parse import build_cluster
+from netpol.evaluate.resolve import Options, endpoint
 
 ALL = {"podSelector": {}}
 DENY_INGRESS = policy("x", "deny-ingress", {"podSelector": {}})

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app
-from netpol.diff import diff
-from netpol.parse import build_cluster
-from netpol.workloads import NO_CONNS, External, conn_minus
+from netpol.evaluate.diff import diff
+from netpol.k8s.parse import build_cluster
+from netpol.evaluate.workloads import NO_CONNS, External, conn_minus
 
 from builders import build_sharing
 from test_npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws

@@ -18,18 +18,18 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import POLICIES
-from netpol.apply import Enforcer
+from netpol.nft.apply import Enforcer
 import netpol.cli.enforce  # noqa: F401  (registers render and enforce)
 from netpol.cli import app
-from netpol.compile import compile_plan
-from netpol.decide import decide
-from netpol.inputs import load_cluster
+from netpol.nft.plan import compile_plan
+from netpol.evaluate.decide import decide
+from netpol.k8s import load_cluster
 from netpol.lab import LabHost, Probe, probe, topology
 from netpol.lab.verify import compare, hosts_for, lab_pods
-from netpol.matrix import PortQuery
-from netpol.model import Cluster
-from netpol.render import render
-from netpol.resolve import Endpoint, Options
+from netpol.evaluate.matrix import PortQuery
+from netpol.k8s.model import Cluster
+from netpol.nft.render import render
+from netpol.evaluate.resolve import Endpoint, Options
 from test_render import EXT, SCENARIOS, scenario, world
 
 pytestmark = [pytest.mark.kernel,

@@ -25,19 +25,19 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from netpol.apply import ApplyError, Enforcer
-from netpol.compile import compile_plan
-from netpol.decide import decide
+from netpol.nft.apply import ApplyError, Enforcer
+from netpol.nft.plan import compile_plan
+from netpol.evaluate.decide import decide
 from netpol.lab import LabHost, Probe, topology
 from netpol.lab.verify import flush_conntrack, lab_pods, probe_settled
-from netpol.load import RawObject, Source
-from netpol.matrix import PortQuery, compute, resolve_port
-from netpol.model import Cluster
+from netpol.k8s.source import RawObject, Source
+from netpol.evaluate.matrix import PortQuery, compute, resolve_port
+from netpol.k8s.model import Cluster
 from netpol.netns import run_in
-from netpol.parse import build_cluster
-from netpol.render import render
-from netpol.resolve import Endpoint, Options
-from netpol.ruleset import Ruleset
+from netpol.k8s.parse import build_cluster
+from netpol.nft.render import render
+from netpol.evaluate.resolve import Endpoint, Options
+from netpol.nft.ruleset import Ruleset
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")]

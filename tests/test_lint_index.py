@@ -1,4 +1,4 @@
-"""The lint index's pod sets equal the reference matchers of netpol.resolve, pod by pod."""
+"""The lint index's pod sets equal the reference matchers of netpol.evaluate.resolve, pod by pod."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netpol.lint.index import Index, members
-from netpol.model import IPBlock, LabelSelector, NetworkPolicy, Peer, Requirement, Rule
-from netpol.load import Source
-from netpol.resolve import Endpoint, Options, peer_matches, selects
+from netpol.k8s.model import IPBlock, LabelSelector, NetworkPolicy, Peer, Requirement, Rule
+from netpol.k8s.source import Source
+from netpol.evaluate.resolve import Endpoint, Options, peer_matches, selects
 
 KEYS = ("app", "tier")
 VALUES = ("a", "b")

@@ -10,10 +10,10 @@ import pytest
 
 from builders import cluster_yaml
 from netpol.errors import InputError
-from netpol.inputs import load_cluster
-from netpol.load import load_paths, parse_text
-from netpol.model import NS_NAME_LABEL
-from netpol.parse import build_cluster
+from netpol.k8s import load_cluster
+from netpol.k8s.load import load_paths, parse_text
+from netpol.k8s.model import NS_NAME_LABEL
+from netpol.k8s.parse import build_cluster
 
 NS = "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{team: {name}}}}}\n"
 

@@ -12,11 +12,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netpol.decide import decide
-from netpol.load import RawObject, Source
-from netpol.matrix import Engine, PortQuery, compute, resolve_port
-from netpol.parse import build_cluster
-from netpol.resolve import Endpoint, Options, selects
+from netpol.evaluate.decide import decide
+from netpol.k8s.source import RawObject, Source
+from netpol.evaluate.matrix import Engine, PortQuery, compute, resolve_port
+from netpol.k8s.parse import build_cluster
+from netpol.evaluate.resolve import Endpoint, Options, selects
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -26,12 +26,13 @@ import time
 
 import pytest
 
-from netpol.conns import ConnSet
+from netpol.evaluate.conns import ConnSet
 from netpol.errors import InputError
-from netpol.load import RawObject, load_paths
-from netpol.parse import build_cluster
-from netpol.resolve import Options
-from netpol.workloads import External, connectivity, parse_conns, workload_name
+from netpol.k8s.load import load_paths
+from netpol.k8s.source import RawObject
+from netpol.k8s.parse import build_cluster
+from netpol.evaluate.resolve import Options
+from netpol.evaluate.workloads import External, connectivity, parse_conns, workload_name
 
 from builders import build_sharing
 from conftest import CORPUS

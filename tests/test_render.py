@@ -25,17 +25,17 @@ from typing import Any
 import pytest
 
 from builders import cluster, container_ports, e2e_objects, namespace, pod, policy
-import netpol.render as render_module
-from netpol.apply import Enforcer
-from netpol.compile import compile_plan
-from netpol.decide import decide
+import netpol.nft.render as render_module
+from netpol.nft.apply import Enforcer
+from netpol.nft.plan import compile_plan
+from netpol.evaluate.decide import decide
 from netpol.lab import Probe, probe, topology
 from netpol.lab.verify import hosts_for, lab_pods
-from netpol.model import Cluster, Pod
-from netpol.nftsets import split_runs
-from netpol.render import DENY_ACTIONS, POINTS, log_prefix, render, short_id, to_json
-from netpol.resolve import Endpoint, Options
-from netpol.ruleset import Ruleset
+from netpol.k8s.model import Cluster, Pod
+from netpol.spans import split_runs
+from netpol.nft.render import DENY_ACTIONS, POINTS, log_prefix, render, short_id, to_json
+from netpol.evaluate.resolve import Endpoint, Options
+from netpol.nft.ruleset import Ruleset
 
 kernel = pytest.mark.kernel
 PROTO_NUM = {"tcp": 6, "udp": 17, "sctp": 132, "TCP": 6, "UDP": 17, "SCTP": 132}
@@ -780,7 +780,7 @@ def test_deny_actions_with_real_packets(lab):
 
 @kernel
 def test_nft_loads_bundled_example_per_node(netns):
-    from netpol.inputs import load_cluster
+    from netpol.k8s import load_cluster
     from conftest import POLICIES
     c = load_cluster([str(POLICIES)])
     for node in (None, "node-a", "node-b", "elsewhere"):

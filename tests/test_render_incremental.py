@@ -10,10 +10,10 @@ import weakref
 import pytest
 
 from builders import namespace
-from netpol.compile import compile_plan, update_plan
-from netpol.render import render
-from netpol.resolve import Options
-from netpol.ruleset import Ruleset
+from netpol.nft.plan import compile_plan, update_plan
+from netpol.nft.render import render
+from netpol.evaluate.resolve import Options
+from netpol.nft.ruleset import Ruleset
 from test_compile_incremental import _build, _changes, _churn, _pod, _policies
 
 

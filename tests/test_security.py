@@ -19,14 +19,14 @@ from typer.testing import CliRunner
 from builders import cluster_yaml
 from conftest import POLICIES
 from netpol.cli import _register, app
-from netpol.conns import connections
-from netpol.decide import decide
+from netpol.evaluate.conns import connections
+from netpol.evaluate.decide import decide
 from netpol.errors import InputError
 from netpol.escape import inert, md_code, md_text, plain, uri_path
 from netpol.lab import topology
-from netpol.load import load_paths, parse_text
-from netpol.parse import build_cluster
-from netpol.resolve import Endpoint
+from netpol.k8s.load import load_paths, parse_text
+from netpol.k8s.parse import build_cluster
+from netpol.evaluate.resolve import Endpoint
 
 INJECT = 'db-access" ; counter accept comment "x'
 ESCAPE = 'a";};chain in_4e23c59655{};};flush table ip filter;table inet netpol{chain zz{comment "b'
@@ -336,7 +336,7 @@ def test_connection_sets_need_no_decision_per_port(monkeypatch):
     c = cluster_yaml(RANGES.format(ranges=_ranges(20_000)))
     src, dst = Endpoint(pod=c.by_key["x/b-0"]), Endpoint(pod=c.by_key["x/a-0"])
     samples = [(p, decide(c, src, dst, p, "TCP").allowed) for p in (1, 2, 3, 4, 59_999, 60_000, 60_001, 65_535)]
-    monkeypatch.setattr("netpol.decide.decide", lambda *a, **k: pytest.fail("decide called"))
+    monkeypatch.setattr("netpol.evaluate.decide.decide", lambda *a, **k: pytest.fail("decide called"))
     conns = connections(c, src, dst)
     assert len(conns.ranges_of("TCP")) == 20_000 and conns.ranges_of("UDP") == ()
     assert [(p, conns.allows("TCP", p)) for p, _ in samples] == samples

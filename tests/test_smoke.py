@@ -1,6 +1,6 @@
-from netpol.decide import decide
-from netpol.inputs import load_cluster
-from netpol.resolve import endpoint
+from netpol.evaluate.decide import decide
+from netpol.k8s import load_cluster
+from netpol.evaluate.resolve import endpoint
 
 from conftest import POLICIES
 

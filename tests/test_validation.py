@@ -11,8 +11,8 @@ import pytest
 
 from builders import cluster_yaml
 from netpol.errors import InputError
-from netpol.load import parse_text
-from netpol.parse import build_cluster
+from netpol.k8s.load import parse_text
+from netpol.k8s.parse import build_cluster
 
 HEAD = """\
 apiVersion: networking.k8s.io/v1

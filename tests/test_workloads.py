@@ -9,11 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app
-from netpol.conns import connections
-from netpol.load import RawObject, Source, parse_text
-from netpol.parse import build_cluster
-from netpol.resolve import Endpoint, Options
-from netpol.workloads import (ALL_CONNS, NO_CONNS, External, conn_minus, connectivity, parse_conns,
+from netpol.evaluate.conns import connections
+from netpol.k8s.load import parse_text
+from netpol.k8s.source import RawObject, Source
+from netpol.k8s.parse import build_cluster
+from netpol.evaluate.resolve import Endpoint, Options
+from netpol.evaluate.workloads import (ALL_CONNS, NO_CONNS, External, conn_minus, connectivity, parse_conns,
                               workloads)
 
 from conftest import CORPUS

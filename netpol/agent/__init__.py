@@ -5,8 +5,8 @@ the pods that changed) → render → apply, one transaction per batch. `run(cfg
 the Python API.
 """
 
-from .reconcile import BatchReport, Built
-from .run import Agent, AgentConfig, node_from_env, run
-from .store import Event, Snapshot, Store
+from netpol.agent.reconcile import BatchReport, Built
+from netpol.agent.run import Agent, AgentConfig, node_from_env, run
+from netpol.agent.store import Event, Snapshot, Store
 
 __all__ = ["Agent", "AgentConfig", "BatchReport", "Built", "Event", "Snapshot", "Store", "node_from_env", "run"]

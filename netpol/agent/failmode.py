@@ -14,8 +14,8 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Literal
 
-from ..errors import NetpolError
-from ..ruleset import Ruleset
+from netpol.errors import NetpolError
+from netpol.nft.ruleset import Ruleset
 
 FailMode = Literal["closed", "open"]
 COMMENT = "netpol fail-closed: waiting for first sync"

@@ -7,18 +7,18 @@ reused without formatting, unchanged sets are the same objects, the changed ones
 `Enforcer.apply` sends just those elements (nfnetlink fast path) without reading the table back.
 
 `--log-denied` / `--audit` are render's `deny="log"` / `deny="audit"`: what each namespace's
-default-deny chain does (see `netpol.render`).
+default-deny chain does (see `netpol.nft.render`).
 """
 
 from __future__ import annotations
 
 import time
 
-from ..compile import Plan, compile_plan, update_plan
-from ..render import render
-from ..ruleset import Ruleset
-from .reconcile import Built
-from .store import Snapshot
+from netpol.nft.plan import Plan, compile_plan, update_plan
+from netpol.nft.render import render
+from netpol.nft.ruleset import Ruleset
+from netpol.agent.reconcile import Built
+from netpol.agent.store import Snapshot
 
 
 def deny_mode(cfg) -> str:

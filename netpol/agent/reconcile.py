@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..apply import ApplyResult, Enforcer
-from ..ruleset import Ruleset
-from .metrics import Metrics
-from .source import Backoff, short_error
-from .store import KINDS, Event, Snapshot, Store
+from netpol.nft.apply import ApplyResult, Enforcer
+from netpol.nft.ruleset import Ruleset
+from netpol.agent.metrics import Metrics
+from netpol.agent.source import Backoff, short_error
+from netpol.agent.store import KINDS, Event, Snapshot, Store
 
 log = logging.getLogger("netpol.agent")
 

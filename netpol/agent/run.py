@@ -15,15 +15,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..apply import Enforcer
-from ..errors import NetpolError
-from ..resolve import Options
-from .failmode import FailMode, bootstrap_ruleset, parse_cidrs
-from .logs import LogFormat, configure, unconfigure
-from .metrics import Metrics, StatusServer
-from .reconcile import BatchReport, Build, Reconciler
-from .source import Backoff, Watcher, short_error
-from .store import KINDS
+from netpol.nft.apply import Enforcer
+from netpol.errors import NetpolError
+from netpol.evaluate.resolve import Options
+from netpol.agent.failmode import FailMode, bootstrap_ruleset, parse_cidrs
+from netpol.agent.logs import LogFormat, configure, unconfigure
+from netpol.agent.metrics import Metrics, StatusServer
+from netpol.agent.reconcile import BatchReport, Build, Reconciler
+from netpol.agent.source import Backoff, Watcher, short_error
+from netpol.agent.store import KINDS
 
 log = logging.getLogger("netpol.agent")
 DEFAULT_TABLE = "netpol"
@@ -92,7 +92,7 @@ class Agent:
 
     def start(self) -> Agent:
         cfg = self.cfg
-        from .pipeline import builder
+        from netpol.agent.pipeline import builder
         build = self._build or builder(cfg)
         make_client = self._make_client or _client_factory(cfg)
         make_client()  # bad kubeconfig: a typed error now, not a retry loop later
@@ -169,7 +169,7 @@ class Agent:
 
 
 def _client_factory(cfg: AgentConfig) -> Callable[[], object]:
-    from ..kube import api_client
+    from netpol.k8s.kube import api_client
     return lambda: api_client(cfg.kubeconfig, cfg.context)
 
 

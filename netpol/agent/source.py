@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .store import Event, Kind
+from netpol.agent.store import Event, Kind
 
 log = logging.getLogger("netpol.agent")
 

@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..errors import InputError
-from ..load import RawObject, Source
-from ..model import Cluster, LabelSelector, Namespace, NetworkPolicy, Pod
-from ..parse import namespace as parse_namespace
-from ..parse import network_policy as parse_policy
-from ..parse import pod as parse_pod
+from netpol.errors import InputError
+from netpol.k8s.source import RawObject, Source
+from netpol.k8s.model import Cluster, LabelSelector, Namespace, NetworkPolicy, Pod
+from netpol.k8s.parse import namespace as parse_namespace
+from netpol.k8s.parse import network_policy as parse_policy
+from netpol.k8s.parse import pod as parse_pod
 
 Kind = Literal["Namespace", "Pod", "NetworkPolicy"]
 KINDS: tuple[Kind, ...] = ("Namespace", "Pod", "NetworkPolicy")

@@ -6,8 +6,8 @@ import sys
 
 import typer
 
-from ..errors import NetpolError
-from ..escape import inert, plain
+from netpol.errors import NetpolError
+from netpol.escape import inert, plain
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Kubernetes NetworkPolicy: enforce with nftables, check and lint offline.")
@@ -19,7 +19,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _register() -> None:
-    from . import query  # noqa: F401  (commands register on import)
+    from netpol.cli import query  # noqa: F401  (commands register on import)
     for optional in ("enforce", "lab", "lint", "agent", "review"):
         try:
             __import__(f"{__name__}.{optional}")

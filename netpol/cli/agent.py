@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import NetpolError
-from . import app
-from .common import Context, IpblockPods, Kubeconfig, options, user_errors
+from netpol.errors import NetpolError
+from netpol.cli import app
+from netpol.cli.common import Context, IpblockPods, Kubeconfig, options, user_errors
 
 
 def agent(
@@ -44,7 +44,7 @@ def agent(
             "--audit", help="Log and count what policies deny, but let it pass.")] = False,
         ipblock_pods: IpblockPods = "true") -> None:
     """Keep this node's nftables table in step with the cluster, until SIGTERM (the node agent)."""
-    from ..agent import AgentConfig, run
+    from netpol.agent import AgentConfig, run
     with user_errors():
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise NetpolError(f"--log-level {log_level!r}: expected debug, info, warning or error")

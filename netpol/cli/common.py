@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import NetpolError
-from ..escape import inert, plain
-from ..inputs import load_cluster
-from ..model import Cluster
-from ..resolve import Options
+from netpol.errors import NetpolError
+from netpol.escape import inert, plain
+from netpol.k8s import load_cluster
+from netpol.k8s.model import Cluster
+from netpol.evaluate.resolve import Options
 
 Filenames = Annotated[Optional[list[str]], typer.Option(
     "-f", "--filename", help="File, folder (recursive) or - for stdin; repeatable.")]

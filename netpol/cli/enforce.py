@@ -14,12 +14,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..compile import Plan, compile_plan
-from ..errors import NetpolError
-from ..render import TABLE_NAME, render, to_json
-from ..ruleset import Ruleset
-from . import app
-from .common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+from netpol.nft.plan import Plan, compile_plan
+from netpol.errors import NetpolError
+from netpol.nft.render import TABLE_NAME, render, to_json
+from netpol.nft.ruleset import Ruleset
+from netpol.cli import app
+from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
 
 Node = Annotated[Optional[str], typer.Option(
     "--node", help="Enforce for the pods of this node (spec.nodeName); omitted: every pod.")]
@@ -42,8 +42,8 @@ def _plan(filename: list[str] | None, kubeconfig: str | None, context: str | Non
 @contextlib.contextmanager
 def _kernel_errors() -> Iterator[None]:
     """What the kernel or a netns refuses is reported like any other error, without a traceback."""
-    from ..apply import ApplyError
-    from ..netns import NetnsError
+    from netpol.nft.apply import ApplyError
+    from netpol.netns import NetnsError
     try:
         yield
     except (ApplyError, NetnsError) as exc:
@@ -87,7 +87,7 @@ def enforce(ctx: typer.Context, filename: Filenames = None, kubeconfig: Kubeconf
                                                 "`netpol agent --help`.")] = False) -> None:
     """Apply the policies to this kernel once, in one nftables transaction."""
     if watch or ctx.args:
-        from .agent import enforce_watch
+        from netpol.cli.agent import enforce_watch
         return enforce_watch(ctx.args, watch=watch, once_only=bool(filename or dry_run or delete), node=node,
                              netns=netns, table=table, kubeconfig=kubeconfig, context=context,
                              ipblock_pods=ipblock_pods)
@@ -96,14 +96,14 @@ def enforce(ctx: typer.Context, filename: Filenames = None, kubeconfig: Kubeconf
         where = f" in netns {netns}" if netns else ""
         if delete:
             with _kernel_errors():
-                from ..apply import Enforcer
+                from netpol.nft.apply import Enforcer
                 gone = Enforcer(netns).delete(name)
             typer.echo(f"inet {name}{where}: {'deleted' if gone else 'not present'}")
             return
         plan = _plan(filename, kubeconfig, context, node, ipblock_pods)
         rs = render(plan, name)
         with _kernel_errors():
-            from ..apply import Enforcer
+            from netpol.nft.apply import Enforcer
             enforcer = Enforcer(netns)
             if dry_run:
                 typer.echo(f"{summary(plan, rs)}\n{enforcer.plan(rs)}")

@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..lab import topology
-from ..lab.probe import Probe, probe as run_probes
-from ..lab.topology import LabError
-from ..lab.verify import extra_ports, hosts_for, lab_pods, verify as run_verify
-from . import app
-from .common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
-from .query import port_queries
+from netpol.lab import topology
+from netpol.lab.probe import Probe, probe as run_probes
+from netpol.lab.topology import LabError
+from netpol.lab.verify import extra_ports, hosts_for, lab_pods, verify as run_verify
+from netpol.cli import app
+from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+from netpol.cli.query import port_queries
 
 lab_app = typer.Typer(no_args_is_help=True, help="The cluster as real network namespaces on this kernel (root).")
 app.add_typer(lab_app, name="lab")

@@ -6,13 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import NetpolError
-from ..lint import lint as run_lint
-from ..lint import load_settings
-from ..lint.output import FORMATS, explain
-from ..lint.registry import all_checks
-from . import app
-from .common import options, user_errors
+from netpol.errors import NetpolError
+from netpol.lint import lint as run_lint
+from netpol.lint import load_settings
+from netpol.lint.output import FORMATS, explain
+from netpol.lint.registry import all_checks
+from netpol.cli import app
+from netpol.cli.common import options, user_errors
 
 
 @app.command()

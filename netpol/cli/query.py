@@ -9,15 +9,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..conns import MAX_PORT, ConnSet, connections, port_edges
-from ..decide import Verdict, decide
-from ..errors import QueryError
-from ..matrix import Matrix, PortQuery, compute, resolve_port
-from ..model import PROTOCOLS
-from ..resolve import Endpoint, endpoint
-from . import app
-from ..escape import inert, md_code, plain
-from .common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+from netpol.evaluate.conns import MAX_PORT, ConnSet, connections, port_edges
+from netpol.evaluate.decide import Verdict, decide
+from netpol.errors import QueryError
+from netpol.evaluate.matrix import Matrix, PortQuery, compute, resolve_port
+from netpol.k8s.model import PROTOCOLS
+from netpol.evaluate.resolve import Endpoint, endpoint
+from netpol.cli import app
+from netpol.escape import inert, md_code, plain
+from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
 
 
 def _protocol(value: str) -> str:
@@ -160,7 +160,7 @@ def matrix(port: Annotated[Optional[list[str]], typer.Option("--port", "-p", hel
                                    "(-o txt, json or md).")] = False) -> None:
     """Every ordered pair of pods (and workloads), for each port and protocol."""
     if workloads:
-        from .review import workload_matrix
+        from netpol.cli.review import workload_matrix
         return workload_matrix(bool(port or protocol), namespace, output, filename, kubeconfig, context,
                                ipblock_pods)
     with user_errors():

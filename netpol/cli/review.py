@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from ..diff import RENDERERS, diff
-from ..errors import QueryError
-from ..inputs import load_cluster
-from ..workloads import connectivity, render
-from . import app
-from .common import IpblockPods, cluster_from, options, user_errors
+from netpol.evaluate.diff import RENDERERS, diff
+from netpol.errors import QueryError
+from netpol.k8s import load_cluster
+from netpol.evaluate.workloads import connectivity, render
+from netpol.cli import app
+from netpol.cli.common import IpblockPods, cluster_from, options, user_errors
 
 
 @app.command("diff")

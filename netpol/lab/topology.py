@@ -27,7 +27,7 @@ from pathlib import Path
 
 from netpol.netns import NETNS_RUN_DIR, NetnsError, run_in
 
-from ..errors import NetpolError
+from netpol.errors import NetpolError
 
 STATE_DIR = Path("/run/netpol")
 GATEWAY_V4 = "198.19.255.254"

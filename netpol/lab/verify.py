@@ -8,13 +8,13 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..matrix import PortQuery, compute, resolve_port
-from ..model import Cluster, Pod
-from ..netns import run_in
-from ..resolve import Options
-from . import topology
-from .probe import Probe, probe
-from .topology import LabError, LabHost, LabState
+from netpol.evaluate.matrix import PortQuery, compute, resolve_port
+from netpol.k8s.model import Cluster, Pod
+from netpol.netns import run_in
+from netpol.evaluate.resolve import Options
+from netpol.lab import topology
+from netpol.lab.probe import Probe, probe
+from netpol.lab.topology import LabError, LabHost, LabState
 
 # A probe that disagrees is asked once more, patiently: on a busy machine an allowed connection can
 # miss a short timeout, while a dropped one stays dropped however long we wait.
@@ -117,9 +117,9 @@ def flush_conntrack(netns: str) -> None:
 
 
 def enforce_into(state: LabState, cluster: Cluster, opts: Options, table: str = "netpol", flush: bool = True):
-    from ..apply import Enforcer
-    from ..compile import compile_plan
-    from ..render import render
+    from netpol.nft.apply import Enforcer
+    from netpol.nft.plan import compile_plan
+    from netpol.nft.render import render
     result = Enforcer(state.node_netns).apply(render(compile_plan(cluster, None, opts), table))
     if flush:
         flush_conntrack(state.node_netns)

@@ -4,8 +4,8 @@
     print(output.text(report.findings)); report.exit_code("error")
 """
 
-from .config import Settings, load_settings
-from .engine import Finding, Report, lint, run_checks
-from .registry import CHECKS, Check, all_checks
+from netpol.lint.config import Settings, load_settings
+from netpol.lint.engine import Finding, Report, lint, run_checks
+from netpol.lint.registry import CHECKS, Check, all_checks
 
 __all__ = ["CHECKS", "Check", "Finding", "Report", "Settings", "all_checks", "lint", "load_settings", "run_checks"]

@@ -21,8 +21,8 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 
-from ..errors import InputError
-from .registry import INPUT_ERROR, SEVERITIES, Location, all_checks
+from netpol.errors import InputError
+from netpol.lint.registry import INPUT_ERROR, SEVERITIES, Location, all_checks
 
 ANNOTATION = "netpol.io/lint-ignore"
 KEYS = ("select", "ignore", "fail-on", "tenant-label", "ipblock-pods", "severity", "exclude", "per-file-ignores")

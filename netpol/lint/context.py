@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..decide import EGRESS, INGRESS
-from ..load import Path_
-from ..model import NS_NAME_LABEL, NetworkPolicy, Pod
-from ..resolve import Options
-from .index import Index, first
-from .inputs import Input
-from .registry import Location
+from netpol.evaluate.decide import EGRESS, INGRESS
+from netpol.k8s.source import Path_
+from netpol.k8s.model import NS_NAME_LABEL, NetworkPolicy, Pod
+from netpol.evaluate.resolve import Options
+from netpol.lint.index import Index, first
+from netpol.lint.inputs import Input
+from netpol.lint.registry import Location
 
 DIRECTIONS = (INGRESS, EGRESS)
 PEERS_FIELD = {INGRESS: "from", EGRESS: "to"}

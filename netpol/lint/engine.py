@@ -6,11 +6,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..resolve import Options
-from .config import Settings, enabled_codes, suppressed
-from .context import Context
-from .inputs import Input, load
-from .registry import INPUT_ERROR, Location, all_checks, rank
+from netpol.evaluate.resolve import Options
+from netpol.lint.config import Settings, enabled_codes, suppressed
+from netpol.lint.context import Context
+from netpol.lint.inputs import Input, load
+from netpol.lint.registry import INPUT_ERROR, Location, all_checks, rank
 
 
 @dataclass(frozen=True)

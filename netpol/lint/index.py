@@ -2,7 +2,7 @@
 
 Lint asks the same questions of many policies: which pods a selector picks, which a peer matches. The
 answers here are built from the model's own matchers (`LabelSelector.matches`, `IPBlock.contains`) over
-pods grouped by identical labels, so the semantics stay those of `netpol.resolve`; tests check every set
+pods grouped by identical labels, so the semantics stay those of `netpol.evaluate.resolve`; tests check every set
 against `resolve.selects` and `resolve.peer_matches` pod by pod.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
-from ..model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Rule
-from ..resolve import Options
+from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Rule
+from netpol.evaluate.resolve import Options
 
 EVERY = LabelSelector()
 

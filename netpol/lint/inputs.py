@@ -13,11 +13,12 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import InputError
-from ..load import Path_, RawObject, _files, parse_text, read_file, read_text, stdin
-from ..model import Cluster, NetworkPolicy, Pod
-from ..parse import build_cluster
-from .registry import Location
+from netpol.errors import InputError
+from netpol.k8s.load import _files, parse_text, read_file, read_text, stdin
+from netpol.k8s.source import Path_, RawObject
+from netpol.k8s.model import Cluster, NetworkPolicy, Pod
+from netpol.k8s.parse import build_cluster
+from netpol.lint.registry import Location
 
 
 @dataclass

@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from ..load import Path_, RawObject
+from netpol.k8s.source import Path_, RawObject
 
 SEVERITIES = ("info", "warning", "error")  # in rising order; --fail-on compares by position
 
@@ -71,5 +71,5 @@ CHECKS[INPUT_ERROR.code] = INPUT_ERROR
 
 
 def all_checks() -> dict[str, Check]:
-    from . import checks  # noqa: F401  (registers on import)
+    from netpol.lint import checks  # noqa: F401  (registers on import)
     return dict(sorted(CHECKS.items()))

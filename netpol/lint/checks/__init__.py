@@ -1,3 +1,3 @@
 """The checks, one module per family; importing this package registers them all."""
 
-from . import dns, ipblock, isolation, ports, rules, selection, tenants  # noqa: F401
+from netpol.lint.checks import dns, ipblock, isolation, ports, rules, selection, tenants  # noqa: F401

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ...decide import EGRESS
-from ...model import ContainerPort, LabelSelector, NetworkPolicy, Pod, Rule
-from ...resolve import Endpoint, peer_matches, rule_ports_match
-from ..context import Context
-from ..index import members
-from ..registry import Hit, check
+from netpol.evaluate.decide import EGRESS
+from netpol.k8s.model import ContainerPort, LabelSelector, NetworkPolicy, Pod, Rule
+from netpol.evaluate.resolve import Endpoint, peer_matches, rule_ports_match
+from netpol.lint.context import Context
+from netpol.lint.index import members
+from netpol.lint.registry import Hit, check
 
 DNS_LABEL = ("k8s-app", "kube-dns")  # kube-dns and CoreDNS both carry it
 DNS_SELECTOR = LabelSelector(match_labels=(DNS_LABEL,))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..context import DIRECTIONS, PEERS_FIELD, Context
-from ..registry import Hit, check
+from netpol.lint.context import DIRECTIONS, PEERS_FIELD, Context
+from netpol.lint.registry import Hit, check
 
 
 @check("NP009", "ipblock-covers-pods", "warning", "An ipBlock covers pod addresses in the input.")

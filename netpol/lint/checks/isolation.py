@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ...decide import INGRESS
-from ...model import NetworkPolicy, Rule
-from ..context import DIRECTIONS, Context
-from ..registry import Hit, check
+from netpol.evaluate.decide import INGRESS
+from netpol.k8s.model import NetworkPolicy, Rule
+from netpol.lint.context import DIRECTIONS, Context
+from netpol.lint.registry import Hit, check
 
 
 @check("NP005", "not-isolated", "info", "Pods that no policy isolates for ingress (or egress), per namespace.")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ...decide import INGRESS
-from ...model import PROTOCOLS
-from ..context import DIRECTIONS, Context
-from ..registry import Hit, check
+from netpol.evaluate.decide import INGRESS
+from netpol.k8s.model import PROTOCOLS
+from netpol.lint.context import DIRECTIONS, Context
+from netpol.lint.registry import Hit, check
 
 
 @check("NP003", "named-port-undeclared", "warning",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ...decide import EGRESS, INGRESS, describe_peer
-from ...model import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
-from ..context import DIRECTIONS, PEERS_FIELD, Context
-from ..registry import Hit, check
+from netpol.evaluate.decide import EGRESS, INGRESS, describe_peer
+from netpol.k8s.model import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
+from netpol.lint.context import DIRECTIONS, PEERS_FIELD, Context
+from netpol.lint.registry import Hit, check
 
 
 @check("NP006", "rules-ignored", "error",

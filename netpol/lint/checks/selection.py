@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ...decide import describe_peer
-from ...resolve import Endpoint, peer_matches
-from ..context import DIRECTIONS, PEERS_FIELD, Context
-from ..registry import Hit, check
-from .dns import STAND_IN, _dns_pods
+from netpol.evaluate.decide import describe_peer
+from netpol.evaluate.resolve import Endpoint, peer_matches
+from netpol.lint.context import DIRECTIONS, PEERS_FIELD, Context
+from netpol.lint.registry import Hit, check
+from netpol.lint.checks.dns import STAND_IN, _dns_pods
 
 
 @check("NP001", "policy-selects-nothing", "warning", "A policy selects no pod or workload in the input.")

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ...decide import EGRESS, INGRESS, decide
-from ...model import NetworkPolicy, Pod, Rule
-from ...resolve import Endpoint, rule_ports_match
-from ..context import Context, Group
-from ..index import first, members
-from ..registry import Hit, check
-from .dns import _dns_pods
+from netpol.evaluate.decide import EGRESS, INGRESS, decide
+from netpol.k8s.model import NetworkPolicy, Pod, Rule
+from netpol.evaluate.resolve import Endpoint, rule_ports_match
+from netpol.lint.context import Context, Group
+from netpol.lint.index import first, members
+from netpol.lint.registry import Hit, check
+from netpol.lint.checks.dns import _dns_pods
 
 TRIES = 3  # destinations tried per group before giving up on it
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .load import Source
+from netpol.k8s.source import Source
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 PROTOCOLS: tuple[str, ...] = ("TCP", "UDP", "SCTP")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from . import names
-from .errors import InputError
-from .gcpause import gc_paused
-from .load import Path_, RawObject
-from .model import (NS_NAME_LABEL, PROTOCOLS, WORKLOAD_KINDS, Cluster, ContainerPort, IPBlock,
+from netpol.k8s import names
+from netpol.errors import InputError
+from netpol.gcpause import gc_paused
+from netpol.k8s.source import Path_, RawObject
+from netpol.k8s.model import (NS_NAME_LABEL, PROTOCOLS, WORKLOAD_KINDS, Cluster, ContainerPort, IPBlock,
                     LabelSelector, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Requirement,
                     Rule, Service, ServicePort)
 

@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
-from .resolve import Options
+from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
+from netpol.evaluate.resolve import Options
 
 class PortQuery(NamedTuple):
     """A port number, or a port name resolved on each destination pod with this protocol."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import NetpolError
-from .load import RawObject, Source
+from netpol.errors import NetpolError
+from netpol.k8s.source import RawObject, Source
 
 _LISTS = (("Namespace", "CoreV1Api", "list_namespace"), ("Pod", "CoreV1Api", "list_pod_for_all_namespaces"),
           ("NetworkPolicy", "NetworkingV1Api", "list_network_policy_for_all_namespaces"))

@@ -1,7 +1,7 @@
-"""Interval arithmetic for nftables interval sets, and how their elements are written.
+"""Interval arithmetic, the one place for it: addresses and ports as inclusive integer spans.
 
-Addresses and ports are inclusive integer spans. nft refuses overlapping elements in an interval
-set, so every set is kept merged: sorted, disjoint and not even adjacent.
+Sets of spans are kept merged: sorted, disjoint and not even adjacent (nft refuses overlapping
+elements in an interval set, and equal sets then compare equal).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 Span = tuple[int, int]
 Spans = tuple[Span, ...]
-_ADDRESS = {4: ipaddress.IPv4Address, 6: ipaddress.IPv6Address}
 
 
 def merge(spans: Iterable[Span]) -> Spans:
@@ -85,39 +84,31 @@ def network_span(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Span:
     return int(net.network_address), int(net.broadcast_address)
 
 
-def _prefix_len(version: int, span: Span) -> int | None:
-    """The prefix length when the span is exactly one CIDR block."""
-    lo, hi = span
-    size = hi - lo + 1
-    if size & (size - 1) or lo % size:
-        return None
-    return (32 if version == 4 else 128) - (size.bit_length() - 1)
+def covers(cover: Spans, span: Span) -> bool:
+    """Whether span lies within one span of a merged cover."""
+    i = bisect.bisect_right(cover, (span[0], float("inf"))) - 1
+    return i >= 0 and cover[i][0] <= span[0] and span[1] <= cover[i][1]
 
 
-@functools.lru_cache(maxsize=1 << 17)  # the same pod addresses fill many sets
-def address_text(version: int, span: Span) -> str:
-    lo, hi = span
-    first = str(_ADDRESS[version](lo))
-    if lo == hi:
-        return first
-    length = _prefix_len(version, span)
-    return f"{first}/{length}" if length is not None else f"{first}-{_ADDRESS[version](hi)}"
-
-
-def address_json(version: int, span: Span) -> Any:
-    lo, hi = span
-    first = str(_ADDRESS[version](lo))
-    if lo == hi:
-        return first
-    length = _prefix_len(version, span)
-    if length is not None:
-        return {"prefix": {"addr": first, "len": length}}
-    return {"range": [first, str(_ADDRESS[version](hi))]}
-
-
-def port_text(span: Span) -> str:
-    return str(span[0]) if span[0] == span[1] else f"{span[0]}-{span[1]}"
-
-
-def port_json(span: Span) -> Any:
-    return span[0] if span[0] == span[1] else {"range": [span[0], span[1]]}
+def with_points(spans: Spans, adds: Iterable[int], drops: Iterable[int]) -> Spans:
+    """Merged spans with points added and removed, still merged."""
+    out = list(spans)
+    for x in drops:
+        i = bisect.bisect_right(out, (x, float("inf"))) - 1
+        if i >= 0 and out[i][1] >= x:
+            lo, hi = out[i]
+            out[i:i + 1] = [s for s in ((lo, x - 1), (x + 1, hi)) if s[0] <= s[1]]
+    for x in adds:
+        i = bisect.bisect_right(out, (x, float("inf")))  # out[i - 1] starts at or before x
+        if i and out[i - 1][1] >= x:
+            continue
+        left, right = i > 0 and out[i - 1][1] == x - 1, i < len(out) and out[i][0] == x + 1
+        if left and right:
+            out[i - 1:i + 1] = [(out[i - 1][0], out[i][1])]
+        elif left:
+            out[i - 1] = (out[i - 1][0], x)
+        elif right:
+            out[i] = (x, out[i][1])
+        else:
+            out.insert(i, (x, x))
+    return tuple(out)

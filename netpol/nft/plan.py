@@ -19,10 +19,10 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .model import Cluster, IPAddress, LabelSelector, Namespace, NetworkPolicy, Peer, Pod, Rule
-from .nftsets import Span, Spans, contains, merge, network_span, subtract
-from .resolve import Options
-from .gcpause import gc_paused as paused_gc
+from netpol.k8s.model import Cluster, IPAddress, LabelSelector, Namespace, NetworkPolicy, Peer, Pod, Rule
+from netpol.spans import Span, Spans, contains, merge, network_span, subtract, with_points
+from netpol.evaluate.resolve import Options
+from netpol.gcpause import gc_paused as paused_gc
 
 INGRESS, EGRESS = "ingress", "egress"
 DIRECTIONS = (INGRESS, EGRESS)
@@ -541,7 +541,7 @@ class _Update:
     def _rule_plan(self, key: RuleKey, rp: RulePlan) -> RulePlan:
         peers, named = rp.peers, rp.named
         if any((key, v) in self.peers for v in FAMILIES):
-            peers = {v: _spans_with(rp.peers[v], *self.peers.get((key, v), ((), ()))) for v in FAMILIES}
+            peers = {v: with_points(rp.peers[v], *self.peers.get((key, v), ((), ()))) for v in FAMILIES}
         if any((key, v) in self.named for v in FAMILIES):
             named = {v: (rp.named[v] - self.named[key, v][1]) | self.named[key, v][0] if (key, v) in self.named
                      else rp.named[v] for v in FAMILIES}
@@ -574,28 +574,4 @@ def _sorted_with(items: tuple, adds: Iterable, drops: Iterable) -> tuple:
         _place(out, x, False)
     for x in adds:
         _place(out, x, True)
-    return tuple(out)
-
-
-def _spans_with(spans: Spans, adds: Iterable[int], drops: Iterable[int]) -> Spans:
-    """Merged spans with points added and removed, still merged."""
-    out = list(spans)
-    for x in drops:
-        i = bisect.bisect_right(out, (x, float("inf"))) - 1
-        if i >= 0 and out[i][1] >= x:
-            lo, hi = out[i]
-            out[i:i + 1] = [s for s in ((lo, x - 1), (x + 1, hi)) if s[0] <= s[1]]
-    for x in adds:
-        i = bisect.bisect_right(out, (x, float("inf")))  # out[i - 1] starts at or before x
-        if i and out[i - 1][1] >= x:
-            continue
-        left, right = i > 0 and out[i - 1][1] == x - 1, i < len(out) and out[i][0] == x + 1
-        if left and right:
-            out[i - 1:i + 1] = [(out[i - 1][0], out[i][1])]
-        elif left:
-            out[i - 1] = (out[i - 1][0], x)
-        elif right:
-            out[i] = (x, out[i][1])
-        else:
-            out.insert(i, (x, x))
     return tuple(out)

@@ -31,10 +31,12 @@ from typing import Any, Literal
 
 import nftables
 
-from netpol import nfnetlink, nftjson
+from netpol.nft import netlink as nfnetlink
+
+from netpol.nft import listing as nftjson
 from netpol.errors import NetpolError
 from netpol.netns import run_in
-from netpol.ruleset import Ruleset
+from netpol.nft.ruleset import Ruleset
 
 Kind = Literal["none", "elements", "full"]
 CLONE_NEWNET = 0x40000000

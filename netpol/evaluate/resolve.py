@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .errors import QueryError
-from .model import NS_NAME_LABEL, PROTOCOLS, Cluster, IPAddress, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
+from netpol.errors import QueryError
+from netpol.k8s.model import NS_NAME_LABEL, PROTOCOLS, Cluster, IPAddress, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import nftsets
+from netpol import spans
 
 Interval = tuple[int, int]
 Atom = Interval | str
@@ -203,29 +203,6 @@ def interval_text(typ: str, span: Interval) -> str:
     return str(nets[0]) if len(nets) == 1 else f"{first}-{last}"
 
 
-# ---- intervals ------------------------------------------------------------
-
-def merge(spans: Iterable[Interval]) -> list[Interval]:
-    out: list[Interval] = []
-    for lo, hi in sorted(spans):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def inside(span: Interval, cover: list[Interval]) -> bool:
-    """Whether span lies within one interval of a merged, sorted cover."""
-    i = bisect.bisect_right(cover, (span[0], float("inf"))) - 1
-    return i >= 0 and cover[i][0] <= span[0] and span[1] <= cover[i][1]
-
-
-def subtract(spans: list[Interval], cover: list[Interval]) -> list[Interval]:
-    """Parts of merged spans not covered by merged cover."""
-    return list(nftsets.subtract(tuple(spans), tuple(cover)))
-
-
 # ---- tables ---------------------------------------------------------------
 
 def scrub(value: Any) -> Any:
@@ -320,18 +297,18 @@ def _diff_spans(live: LiveSet, wanted: dict[Elem, str]) -> tuple[list[str], list
     """Interval sets compare as merged ranges. Live pieces inside the goal stay; others go;
     the uncovered rest of the goal is added, so no add overlaps a piece that stays (nft
     would refuse that)."""
-    goal = merge(k[0] for k, _ in wanted)  # type: ignore[misc]
+    goal = spans.merge(k[0] for k, _ in wanted)  # type: ignore[misc]
     kept: list[Interval] = []
     remove: list[str] = []
     for (key, _), text in live.elems.items():
         span = key[0]
         assert isinstance(span, tuple)
-        if inside(span, goal):
+        if spans.covers(goal, span):
             kept.append(span)
         else:
             remove.append(text)
     typ = live.shape.types[0]
-    return [interval_text(typ, s) for s in subtract(goal, merge(kept))], remove
+    return [interval_text(typ, s) for s in spans.subtract(goal, spans.merge(kept))], remove
 
 
 def unresolved(shape: SetShape, text: str) -> bool:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .decide import EGRESS, INGRESS, Direction, same_pod, side
-from .model import PROTOCOLS, Cluster
-from .nftsets import intersect, merge
-from .resolve import Endpoint, Options, family, peer_matches, rule_port_spans
+from netpol.evaluate.decide import EGRESS, INGRESS, Direction, same_pod, side
+from netpol.k8s.model import PROTOCOLS, Cluster
+from netpol.spans import intersect, merge
+from netpol.evaluate.resolve import Endpoint, Options, family, peer_matches, rule_port_spans
 
 MAX_PORT = 65535
 Ranges = tuple[tuple[int, int], ...]

@@ -33,9 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compile import ALL_PORTS, DIRECTIONS, EGRESS, FAMILIES, INGRESS, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
-from .nftsets import Span, address_json, address_text, port_json, port_text, split_runs
-from .ruleset import Ruleset
+from netpol.nft.plan import ALL_PORTS, DIRECTIONS, EGRESS, FAMILIES, INGRESS, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
+from netpol.spans import Span, split_runs
+from netpol.nft.elements import address_json, address_text, port_json, port_text
+from netpol.nft.ruleset import Ruleset
 
 ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert")
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}

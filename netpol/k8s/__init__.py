@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .errors import NetpolError
-from .load import load_paths
-from .model import Cluster
-from .parse import build_cluster
+from netpol.errors import NetpolError
+from netpol.k8s.load import load_paths
+from netpol.k8s.model import Cluster
+from netpol.k8s.parse import build_cluster
 
 
 def load_cluster(filenames: list[str] | None, kubeconfig: str | None = None,
@@ -17,5 +17,5 @@ def load_cluster(filenames: list[str] | None, kubeconfig: str | None = None,
         if not os.environ.get("KUBECONFIG") and not os.path.exists(os.path.expanduser("~/.kube/config")) \
                 and not os.environ.get("KUBERNETES_SERVICE_HOST"):
             raise NetpolError("no input: give -f/--filename PATH, or a cluster with --kubeconfig/--context")
-    from .kube import load_cluster_objects
+    from netpol.k8s.kube import load_cluster_objects
     return build_cluster(load_cluster_objects(kubeconfig, context))

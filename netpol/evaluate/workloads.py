@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .conns import MAX_PORT, ConnSet, connections
-from .model import PROTOCOLS, Cluster, IPBlock, LabelSelector, Pod
-from .nftsets import subtract
-from .escape import inert, md_code, plain
-from .resolve import Endpoint, Options
+from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
+from netpol.k8s.model import PROTOCOLS, Cluster, IPBlock, LabelSelector, Pod
+from netpol.spans import subtract
+from netpol.escape import inert, md_code, plain
+from netpol.evaluate.resolve import Endpoint, Options
 
 INGRESS, EGRESS = "ingress", "egress"
 _BITS = {4: 32, 6: 128}

@@ -23,8 +23,8 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from .netns import run_in
-from .nftjson import Elem, SetShape
+from netpol.netns import run_in
+from netpol.nft.listing import Elem, SetShape
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270

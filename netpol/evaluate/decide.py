@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from .model import Cluster, NetworkPolicy, Peer, PolicyPort, Rule
-from .resolve import Endpoint, Options, family, ns_selector_names, peer_matches, rule_ports_match, selects
+from netpol.k8s.model import Cluster, NetworkPolicy, Peer, PolicyPort, Rule
+from netpol.evaluate.resolve import Endpoint, Options, family, ns_selector_names, peer_matches, rule_ports_match, selects
 
 INGRESS, EGRESS = "ingress", "egress"
 
