@@ -7,10 +7,8 @@ elements in an interval set, and equal sets then compare equal).
 from __future__ import annotations
 
 import bisect
-import functools
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
 
 Span = tuple[int, int]
 Spans = tuple[Span, ...]

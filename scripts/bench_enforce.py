@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 from netpol.nft.apply import Enforcer  # noqa: E402
-from netpol.nft.plan import EGRESS, FAMILIES, INGRESS, Plan, compile_plan  # noqa: E402
+from netpol.nft.plan import FAMILIES, Plan, compile_plan  # noqa: E402
+from netpol.k8s.model import EGRESS, INGRESS  # noqa: E402
 from netpol.k8s.source import RawObject, Source  # noqa: E402
 from netpol.k8s.model import Cluster  # noqa: E402
 from netpol.nft.elements import address_text, port_text  # noqa: E402

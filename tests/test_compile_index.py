@@ -8,7 +8,8 @@ import random
 import pytest
 
 from builders import cluster, container_ports, namespace, pod, policy
-from netpol.nft.plan import DIRECTIONS, FAMILIES, NamedPort, compile_plan
+from netpol.nft.plan import FAMILIES, NamedPort, compile_plan
+from netpol.k8s.model import DIRECTIONS
 from netpol.k8s.model import Cluster
 from netpol.spans import merge
 from netpol.evaluate.resolve import Endpoint, Options, peer_matches, selects

@@ -30,7 +30,7 @@ from netpol.evaluate.matrix import PortQuery
 from netpol.k8s.model import Cluster
 from netpol.nft.render import render
 from netpol.evaluate.resolve import Endpoint, Options
-from test_render import EXT, SCENARIOS, scenario, world
+from test_render import EXT, SCENARIOS, scenario
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")]

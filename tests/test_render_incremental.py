@@ -10,7 +10,8 @@ import weakref
 import pytest
 
 from builders import namespace
-from netpol.nft.plan import compile_plan, update_plan
+from netpol.nft.plan import compile_plan
+from netpol.nft.update import update_plan
 from netpol.nft.render import render
 from netpol.evaluate.resolve import Options
 from netpol.nft.ruleset import Ruleset

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import time
 
-from netpol.nft.plan import Plan, compile_plan, update_plan
+from netpol.nft.plan import Plan, compile_plan
+
+from netpol.nft.update import update_plan
 from netpol.nft.render import render
 from netpol.nft.ruleset import Ruleset
 from netpol.agent.reconcile import Built

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netpol.evaluate.decide import EGRESS, INGRESS, Direction, same_pod, side
+from netpol.evaluate.decide import Direction, same_pod, side
+
+from netpol.k8s.model import EGRESS, INGRESS
 from netpol.k8s.model import PROTOCOLS, Cluster
 from netpol.spans import intersect, merge
 from netpol.evaluate.resolve import Endpoint, Options, family, peer_matches, rule_port_spans

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from netpol.k8s.model import Cluster, NetworkPolicy, Peer, PolicyPort, Rule
+from netpol.k8s.model import Cluster, EGRESS, INGRESS, NetworkPolicy, Peer, PolicyPort, Rule
 from netpol.evaluate.resolve import Endpoint, Options, family, ns_selector_names, peer_matches, rule_ports_match, selects
 
-INGRESS, EGRESS = "ingress", "egress"
 
 
 class RuleRef(BaseModel):

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
-from netpol.k8s.model import PROTOCOLS, Cluster, IPBlock, LabelSelector, Pod
+from netpol.k8s.model import Cluster, EGRESS, INGRESS, IPBlock, LabelSelector, PROTOCOLS, Pod
 from netpol.spans import subtract
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.resolve import Endpoint, Options
 
-INGRESS, EGRESS = "ingress", "egress"
 _BITS = {4: 32, 6: 128}
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO
-from dataclasses import dataclass, field
 
 import yaml
 

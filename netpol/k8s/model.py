@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from enum import StrEnum
 from functools import cached_property
 from typing import Literal
 
@@ -11,6 +12,20 @@ from pydantic import BaseModel, ConfigDict
 
 from netpol.k8s.source import Source
 
+class Direction(StrEnum):
+    """The side of a connection a rule speaks for: ingress at the destination, egress at the source."""
+
+    INGRESS = "ingress"
+    EGRESS = "egress"
+
+    @property
+    def policy_type(self) -> str:
+        """The name `spec.policyTypes` uses."""
+        return "Ingress" if self is Direction.INGRESS else "Egress"
+
+
+INGRESS, EGRESS = Direction.INGRESS, Direction.EGRESS
+DIRECTIONS: tuple[Direction, ...] = (INGRESS, EGRESS)
 Protocol = Literal["TCP", "UDP", "SCTP"]
 PROTOCOLS: tuple[str, ...] = ("TCP", "UDP", "SCTP")
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -124,10 +139,10 @@ class NetworkPolicy(Frozen):
         return f"{self.namespace}/{self.name}"
 
     def rules(self, direction: str) -> tuple[Rule, ...]:
-        return self.ingress if direction == "ingress" else self.egress
+        return self.ingress if direction == INGRESS else self.egress
 
     def affects(self, direction: str) -> bool:
-        return ("Ingress" if direction == "ingress" else "Egress") in self.policy_types
+        return Direction(direction).policy_type in self.policy_types
 
 
 class Namespace(Frozen):

@@ -9,7 +9,6 @@ Values of types we do not know stay opaque strings (compared as written).
 
 from __future__ import annotations
 
-import bisect
 import functools
 import ipaddress
 import json

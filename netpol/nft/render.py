@@ -33,7 +33,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netpol.nft.plan import ALL_PORTS, DIRECTIONS, EGRESS, FAMILIES, INGRESS, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
+from netpol.nft.plan import ALL_PORTS, FAMILIES, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
+
+from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS
 from netpol.spans import Span, split_runs
 from netpol.nft.elements import address_json, address_text, port_json, port_text
 from netpol.nft.ruleset import Ruleset

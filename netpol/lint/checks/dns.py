@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.evaluate.decide import EGRESS
+from netpol.k8s.model import EGRESS
 from netpol.k8s.model import ContainerPort, LabelSelector, NetworkPolicy, Pod, Rule
 from netpol.evaluate.resolve import Endpoint, peer_matches, rule_ports_match
 from netpol.lint.context import Context

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.lint.context import DIRECTIONS, PEERS_FIELD, Context
+from netpol.lint.context import PEERS_FIELD, Context
+
+from netpol.k8s.model import DIRECTIONS
 from netpol.lint.registry import Hit, check
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.evaluate.decide import INGRESS
+from netpol.k8s.model import INGRESS
 from netpol.k8s.model import NetworkPolicy, Rule
-from netpol.lint.context import DIRECTIONS, Context
+from netpol.lint.context import Context
+from netpol.k8s.model import DIRECTIONS
 from netpol.lint.registry import Hit, check
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.evaluate.decide import EGRESS, INGRESS, describe_peer
+from netpol.evaluate.decide import describe_peer
+
+from netpol.k8s.model import EGRESS, INGRESS
 from netpol.k8s.model import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
-from netpol.lint.context import DIRECTIONS, PEERS_FIELD, Context
+from netpol.lint.context import PEERS_FIELD, Context
+from netpol.k8s.model import DIRECTIONS
 from netpol.lint.registry import Hit, check
 
 

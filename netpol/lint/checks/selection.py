@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from netpol.evaluate.decide import describe_peer
 from netpol.evaluate.resolve import Endpoint, peer_matches
-from netpol.lint.context import DIRECTIONS, PEERS_FIELD, Context
+from netpol.lint.context import PEERS_FIELD, Context
+from netpol.k8s.model import DIRECTIONS
 from netpol.lint.registry import Hit, check
 from netpol.lint.checks.dns import STAND_IN, _dns_pods
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from netpol.evaluate.decide import EGRESS, INGRESS, decide
+from netpol.evaluate.decide import decide
+
+from netpol.k8s.model import EGRESS, INGRESS
 from netpol.k8s.model import NetworkPolicy, Pod, Rule
 from netpol.evaluate.resolve import Endpoint, rule_ports_match
 from netpol.lint.context import Context, Group
