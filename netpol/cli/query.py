@@ -57,8 +57,9 @@ def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None) -> str:
     if conns is not None:
         head = f"{'ALLOWED' if allowed else 'DENIED'}: {src} -> {dst}: {conns}\n  at {v.protocol}/{v.port}:"
     # one isolating policy per line: a pod selected by several policies gets one reason from each
-    return inert("\n".join([head, "  egress:  " + plain(v.egress.reason).replace(" | ", "\n           "),
-                            "  ingress: " + plain(v.ingress.reason).replace(" | ", "\n           ")]))
+    indent = "\n           "
+    return inert("\n".join([head, "  egress:  " + indent.join(map(plain, v.egress.reasons)),
+                            "  ingress: " + indent.join(map(plain, v.ingress.reasons))]))
 
 
 @app.command()

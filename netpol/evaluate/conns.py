@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netpol.evaluate.decide import Direction, same_pod, side
+from netpol.evaluate.decide import SideVerdict, same_pod, side
 
 from netpol.k8s.model import EGRESS, INGRESS
 from netpol.k8s.model import PROTOCOLS, Cluster
@@ -84,7 +84,7 @@ def connections(cluster: Cluster, src: Endpoint, dst: Endpoint, opts: Options = 
 
 def _side_ports(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, opts: Options) -> dict[str, Ranges]:
     found = side(cluster, direction, src, dst)
-    if isinstance(found, Direction):  # not isolated, or always allowed: every port
+    if isinstance(found, SideVerdict):  # not isolated, or always allowed: every port
         return {proto: FULL for proto in PROTOCOLS}
     peer_ep, version = (dst if direction == EGRESS else src), family(src, dst)
     spans: dict[str, list[tuple[int, int]]] = {proto: [] for proto in PROTOCOLS}

@@ -1,4 +1,5 @@
-"""The reference evaluator: one connection, one verdict, with the policy and rule that decided it.
+"""The reference evaluator: one connection, one verdict, with the policy and rule that decided it
+(the words of each reason come from `explain`).
 
 It follows the spec text one-to-one and favours clarity over speed; `matrix` is the fast path and
 must agree with it on every pair.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from netpol.k8s.model import Cluster, EGRESS, INGRESS, NetworkPolicy, Peer, PolicyPort, Rule
-from netpol.evaluate.resolve import Endpoint, Options, family, ns_selector_names, peer_matches, rule_ports_match, selects
+from netpol.k8s.model import Cluster, EGRESS, INGRESS, NetworkPolicy, Rule
+from netpol.evaluate import explain
+from netpol.evaluate.resolve import Endpoint, Options, family, peer_matches, rule_ports_match, selects
 
 
 
@@ -19,13 +21,19 @@ class RuleRef(BaseModel):
     rule: int
 
 
-class Direction(BaseModel):
+class SideVerdict(BaseModel):
+    """One side's answer; `reasons` one line per isolating policy, `reason` their contract form."""
+
     model_config = ConfigDict(frozen=True)
     isolated: bool
     allowed: bool
     isolated_by: tuple[str, ...] = ()
     allowed_by: tuple[RuleRef, ...] = ()
-    reason: str
+    reasons: tuple[str, ...]
+
+    @property
+    def reason(self) -> str:
+        return " | ".join(self.reasons)
 
 
 class Verdict(BaseModel):
@@ -35,57 +43,16 @@ class Verdict(BaseModel):
     dst: str
     port: int
     protocol: str
-    egress: Direction
-    ingress: Direction
+    egress: SideVerdict
+    ingress: SideVerdict
 
     def contract(self) -> dict:
         """The JSON shape DESIGN.md fixes for `netpol check -o json`."""
-        def side(d: Direction) -> dict:
+        def side(d: SideVerdict) -> dict:
             return {"isolated": d.isolated, "isolated_by": list(d.isolated_by),
                     "allowed_by": [r.model_dump() for r in d.allowed_by], "reason": d.reason}
         return {"allowed": self.allowed, "src": self.src, "dst": self.dst, "port": self.port,
                 "protocol": self.protocol, "egress": side(self.egress), "ingress": side(self.ingress)}
-
-
-def describe_peer(policy: NetworkPolicy, peer: Peer) -> str:
-    if peer.ip_block is not None:
-        return peer.ip_block.describe()
-    pods = "pods " + peer.pod_selector.describe() if peer.pod_selector and not peer.pod_selector.empty \
-        else "all pods"
-    if peer.namespace_selector is None:
-        return f"{pods} in {policy.namespace}"
-    named = ns_selector_names(peer.namespace_selector)
-    if named:
-        where = f"namespace {named}"
-    elif peer.namespace_selector.empty:
-        where = "all namespaces"
-    else:
-        where = f"namespaces {peer.namespace_selector.describe()}"
-    return f"{pods} in {where}" if pods != "all pods" else where
-
-
-def describe_port(entry: PolicyPort, dst: Endpoint) -> str:
-    """A policy port as the destination sees it: a named port shows the number it resolves to."""
-    if entry.port is None:
-        return f"all {entry.protocol} ports"
-    if isinstance(entry.port, int):
-        return f"{entry.protocol}/{entry.port}" + (f"-{entry.end_port}" if entry.end_port is not None else "")
-    if dst.pod is None:
-        return f"{entry.protocol}/{entry.port} (a name; {dst.label} is not a pod)"
-    numbers = sorted({cp.port for cp in dst.pod.named_port(entry.port) if cp.protocol == entry.protocol})
-    if not numbers:
-        return f"{entry.protocol}/{entry.port} ({dst.label} declares no {entry.protocol} port by that name)"
-    return f"{entry.protocol}/{','.join(map(str, numbers))} ({entry.port})"
-
-
-def describe_rule(policy: NetworkPolicy, rule: Rule, direction: str, dst: Endpoint | None = None) -> str:
-    if rule.ports:
-        ports = ", ".join(describe_port(p, dst) if dst is not None else p.describe() for p in rule.ports)
-    else:
-        ports = "all ports"
-    word = "from" if direction == INGRESS else "to"
-    peers = " or ".join(describe_peer(policy, p) for p in rule.peers) if rule.peers else "anywhere"
-    return f"allows {ports} {word} {peers}"
 
 
 def _rule_miss(cluster: Cluster, policy: NetworkPolicy, rule: Rule, direction: str, peer_ep: Endpoint,
@@ -95,15 +62,7 @@ def _rule_miss(cluster: Cluster, policy: NetworkPolicy, rule: Rule, direction: s
     peers_ok = not rule.peers or any(peer_matches(cluster, policy, p, peer_ep, version, opts) for p in rule.peers)
     if ports_ok and peers_ok:
         return None
-    misses = []
-    if not peers_ok:
-        role = "source" if direction == INGRESS else "destination"
-        count = len(rule.peers)
-        which = "does not match" if count == 1 else "matches neither" if count == 2 else "matches none of them"
-        misses.append(f"{role} {peer_ep.label} {which}{_ip_block_hint(rule, peer_ep, version, opts)}")
-    if not ports_ok:
-        misses.append(f"{protocol}/{port} is not among its ports")
-    return " and ".join(misses)
+    return explain.rule_miss(rule, direction, peer_ep, port, protocol, version, opts, peers_ok, ports_ok)
 
 
 def _ip_block_hint(rule: Rule, ep: Endpoint, version: int | None, opts: Options) -> str:
@@ -128,22 +87,21 @@ def _policy_miss(policy: NetworkPolicy, own: Endpoint, direction: str, rule_miss
     return f"{head}; " + "; ".join(rule_misses)
 
 
-def side(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint) -> Direction | list[NetworkPolicy]:
+def side(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint) -> SideVerdict | list[NetworkPolicy]:
     """The port-independent part of a side: the verdict when the side allows every connection
     regardless of rules, else the policies that isolate it (in cluster order)."""
     own, peer_ep = (src, dst) if direction == EGRESS else (dst, src)
     if not own.policed:
         what = "an external address" if own.pod is None else "a host-network pod"
-        return Direction(isolated=False, allowed=True, reason=f"{own.label} is {what}; not policed")
+        return SideVerdict(isolated=False, allowed=True, reasons=(f"{own.label} is {what}; not policed",))
     isolating = [p for p in cluster.policies_in(own.pod.namespace) if p.affects(direction) and selects(p, own.pod)]
     if not isolating:
-        return Direction(isolated=False, allowed=True,
-                         reason=f"no policy selects {own.label} for {direction}")
+        return SideVerdict(isolated=False, allowed=True, reasons=(f"no policy selects {own.label} for {direction}",))
     node = own.pod.node_name
     if node and peer_ep.pod is not None and peer_ep.pod.host_network and peer_ep.pod.node_name == node:
-        return Direction(isolated=True, allowed=True, isolated_by=tuple(p.key for p in isolating),
-                         reason=f"{peer_ep.label} is a host-network pod on {own.label}'s node {node}: "
-                                "traffic to and from a pod's own node is always allowed")
+        return SideVerdict(isolated=True, allowed=True, isolated_by=tuple(p.key for p in isolating),
+                           reasons=(f"{peer_ep.label} is a host-network pod on {own.label}'s node {node}: "
+                                    "traffic to and from a pod's own node is always allowed",))
     return isolating
 
 
@@ -153,10 +111,10 @@ def same_pod(src: Endpoint, dst: Endpoint) -> bool:
 
 
 def decide_direction(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, port: int, protocol: str,
-                     opts: Options = Options()) -> Direction:
+                     opts: Options = Options()) -> SideVerdict:
     """Does the policed end (src for egress, dst for ingress) let this connection through?"""
     isolating = side(cluster, direction, src, dst)
-    if isinstance(isolating, Direction):
+    if isinstance(isolating, SideVerdict):
         return isolating
     own, peer_ep = (src, dst) if direction == EGRESS else (dst, src)
     version = family(src, dst)
@@ -168,24 +126,25 @@ def decide_direction(cluster: Cluster, direction: str, src: Endpoint, dst: Endpo
             if miss is None:
                 allowed_by.append(RuleRef(policy=pol.key, rule=i))
             else:
-                rule_misses.append(f"rule {i} {describe_rule(pol, rule, direction, dst)}, but {miss}")
-        misses.append(_policy_miss(pol, own, direction, rule_misses))
+                rule_misses.append(f"rule {i} {explain.describe_rule(pol, rule, direction, dst)}, but {miss}")
+        misses.append(explain.policy_miss(pol, own, direction, rule_misses))
     by = tuple(p.key for p in isolating)
     if allowed_by:
         first = allowed_by[0]
         pol = next(p for p in isolating if p.key == first.policy)
         reason = (f"policy {first.policy} {direction} rule {first.rule} "
-                  f"{describe_rule(pol, pol.rules(direction)[first.rule], direction, dst)}")
+                  f"{explain.describe_rule(pol, pol.rules(direction)[first.rule], direction, dst)}")
         if len(allowed_by) > 1:
             reason += "; also " + ", ".join(f"{r.policy} rule {r.rule}" for r in allowed_by[1:])
-        return Direction(isolated=True, allowed=True, isolated_by=by, allowed_by=tuple(allowed_by), reason=reason)
-    return Direction(isolated=True, allowed=False, isolated_by=by, reason=" | ".join(misses))
+        return SideVerdict(isolated=True, allowed=True, isolated_by=by, allowed_by=tuple(allowed_by),
+                           reasons=(reason,))
+    return SideVerdict(isolated=True, allowed=False, isolated_by=by, reasons=tuple(misses))
 
 
 def decide(cluster: Cluster, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP",
            opts: Options = Options()) -> Verdict:
     if same_pod(src, dst):
-        same = Direction(isolated=False, allowed=True, reason="traffic a pod sends to itself is allowed")
+        same = SideVerdict(isolated=False, allowed=True, reasons=("traffic a pod sends to itself is allowed",))
         return Verdict(allowed=True, src=src.label, dst=dst.label, port=port, protocol=protocol,
                        egress=same, ingress=same)
     egress = decide_direction(cluster, EGRESS, src, dst, port, protocol, opts)

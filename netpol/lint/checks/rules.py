@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.evaluate.decide import describe_peer
+from netpol.evaluate.explain import describe_peer
 
 from netpol.k8s.model import EGRESS, INGRESS
 from netpol.k8s.model import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.evaluate.decide import describe_peer
+from netpol.evaluate.explain import describe_peer
 from netpol.evaluate.resolve import Endpoint, peer_matches
 from netpol.lint.context import PEERS_FIELD, Context
 from netpol.k8s.model import DIRECTIONS
