@@ -10,17 +10,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from netpol.errors import NetpolError
+from netpol.errors import NetnsError
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
 T = TypeVar("T")
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class NetnsError(NetpolError):
-    """A network namespace could not be found or entered."""
 
 
 def netns_path(name_or_path: str) -> str:

@@ -14,7 +14,8 @@ import pytest
 
 from netpol import spans
 from netpol.nft import listing as nftjson
-from netpol.nft.apply import ApplyError, Enforcer
+from netpol.nft.apply import Enforcer
+from netpol.errors import ApplyError
 from netpol.netns import run_in
 from netpol.nft.ruleset import Ruleset
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from builders import cluster, container_ports, e2e_objects, namespace, pod, policy
-from netpol.nft.apply import ApplyError, Enforcer
+from netpol.nft.apply import Enforcer
+from netpol.errors import ApplyError
 from netpol.nft.plan import compile_plan
 from netpol.netns import run_in
 from netpol.nft.render import render

@@ -25,7 +25,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from netpol.nft.apply import ApplyError, Enforcer
+from netpol.nft.apply import Enforcer
+
+from netpol.errors import ApplyError
 from netpol.nft.plan import compile_plan
 from netpol.evaluate.decide import decide
 from netpol.lab import LabHost, Probe, topology

@@ -21,7 +21,7 @@ from conftest import POLICIES
 from netpol.cli import _register, app
 from netpol.evaluate.conns import connections
 from netpol.evaluate.decide import decide
-from netpol.errors import InputError
+from netpol.errors import InputError, LabError
 from netpol.escape import inert, md_code, md_text, plain, uri_path
 from netpol.lab import topology
 from netpol.k8s.load import load_paths, parse_text
@@ -426,7 +426,7 @@ def test_yaml_merge_keys_read_as_kubectl_reads_them():
 
 @pytest.mark.parametrize("prefix", ["npq\n", "npq\nnetns add x", "np q", "Npq", ""])
 def test_lab_prefixes_are_matched_whole(prefix):
-    with pytest.raises(topology.LabError, match="invalid lab prefix"):
+    with pytest.raises(LabError, match="invalid lab prefix"):
         topology.check_prefix(prefix)
     r = run("lab", "down", "--prefix", prefix)
     assert r.exit_code == 2 and "invalid lab prefix" in r.output

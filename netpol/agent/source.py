@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from netpol.errors import Gone, WatchError
 from netpol.agent.store import Event, Kind
 
 log = logging.getLogger("netpol.agent")
@@ -26,14 +27,6 @@ RESOURCES: dict[Kind, tuple[str, str]] = {
     "NetworkPolicy": ("NetworkingV1Api", "list_network_policy_for_all_namespaces"),
 }
 LIST_CHUNK = 500
-
-
-class Gone(Exception):
-    """The resourceVersion we hold is older than the server's history: relist."""
-
-
-class WatchError(Exception):
-    """The server ended a watch with an error other than Gone."""
 
 
 @dataclass(frozen=True)

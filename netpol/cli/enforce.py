@@ -42,8 +42,8 @@ def _plan(filename: list[str] | None, kubeconfig: str | None, context: str | Non
 @contextlib.contextmanager
 def _kernel_errors() -> Iterator[None]:
     """What the kernel or a netns refuses is reported like any other error, without a traceback."""
-    from netpol.nft.apply import ApplyError
-    from netpol.netns import NetnsError
+    from netpol.errors import ApplyError
+    from netpol.errors import NetnsError
     try:
         yield
     except (ApplyError, NetnsError) as exc:

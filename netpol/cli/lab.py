@@ -9,7 +9,7 @@ import typer
 
 from netpol.lab import topology
 from netpol.lab.probe import Probe, probe as run_probes
-from netpol.lab.topology import LabError
+from netpol.errors import LabError
 from netpol.lab.verify import extra_ports, hosts_for, lab_pods, verify as run_verify
 from netpol.cli import app
 from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors

@@ -3,11 +3,11 @@
 topology builds and removes the namespaces, server answers inside them, probe connects for real.
 """
 
+from netpol.errors import LabError
 from netpol.lab.probe import Probe, probe
 from netpol.lab.topology import (
     GATEWAY_V4,
     GATEWAY_V6,
-    LabError,
     LabHost,
     LabState,
     down,

@@ -18,7 +18,9 @@ import selectors
 import socket
 import sys
 
-from netpol.netns import NetnsError, run_in
+from netpol.netns import run_in
+
+from netpol.errors import NetnsError
 
 
 def _bind(ip: str, port: int, kind: int) -> socket.socket:

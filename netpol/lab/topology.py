@@ -25,9 +25,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from netpol.netns import NETNS_RUN_DIR, NetnsError, run_in
+from netpol.netns import NETNS_RUN_DIR, run_in
 
-from netpol.errors import NetpolError
+from netpol.errors import NetnsError
+
+from netpol.errors import LabError
 
 STATE_DIR = Path("/run/netpol")
 GATEWAY_V4 = "198.19.255.254"
@@ -40,10 +42,6 @@ _PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,9}")  # + "v9999" stays within IFNAMSI
 _MAX_HOSTS = 9999
 _SERVER_MODULE = "netpol.lab.server"
 _SERVER_START_TIMEOUT = 30.0
-
-
-class LabError(NetpolError):
-    """The lab cannot be built, used or removed; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

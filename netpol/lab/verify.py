@@ -14,7 +14,10 @@ from netpol.netns import run_in
 from netpol.evaluate.resolve import Options
 from netpol.lab import topology
 from netpol.lab.probe import Probe, probe
-from netpol.lab.topology import LabError, LabHost, LabState
+from netpol.lab.topology import LabHost, LabState
+
+# A probe that disagrees is asked once more, patiently: on a busy machine an allowed connection can
+from netpol.errors import LabError
 
 # A probe that disagrees is asked once more, patiently: on a busy machine an allowed connection can
 # miss a short timeout, while a dropped one stays dropped however long we wait.

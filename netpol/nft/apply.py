@@ -34,7 +34,7 @@ import nftables
 from netpol.nft import netlink as nfnetlink
 
 from netpol.nft import listing as nftjson
-from netpol.errors import NetpolError
+from netpol.errors import ApplyError, Unsupported
 from netpol.netns import run_in
 from netpol.nft.ruleset import Ruleset
 
@@ -44,18 +44,6 @@ _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _libc = ctypes.CDLL(None, use_errno=True)
 _DECLARATION = re.compile(r"\b(?:set|map)\s+([A-Za-z_][A-Za-z0-9_.\-]*)\s*\{([^}]*)")
 FAST_LIMIT = 20000  # element changes the fast path sends at most; more go through libnftables
-
-
-class ApplyError(NetpolError):
-    """A change was refused by nftables, or the table read back is not what we meant."""
-
-    def __init__(self, message: str, nft_error: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.nft_error = nft_error
-
-    def __str__(self) -> str:
-        return f"{self.message}\n{self.nft_error}" if self.nft_error else self.message
 
 
 @dataclass(frozen=True)
@@ -295,7 +283,7 @@ class Enforcer:
                 return None
             try:
                 nfnetlink.check_shape(live.shape)
-            except nfnetlink.Unsupported:
+            except Unsupported:
                 return None
             norm = functools.partial(nftjson.elem_from_text, live.shape)
             _refuse_unresolved(name, live.shape, came_t)
@@ -340,7 +328,7 @@ class Enforcer:
         try:
             changes = [_wire_change(d, known.sets[d.name]) for d in deltas]
             nl.commit(t, changes, known.genid)
-        except (OSError, nfnetlink.Unsupported):
+        except (OSError, Unsupported):
             return None, None  # refused, nothing changed: the full comparison decides and repairs
         try:
             after = nl.genid()

@@ -23,6 +23,7 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from netpol.errors import NetlinkError, Unsupported
 from netpol.netns import run_in
 from netpol.nft.listing import Elem, SetShape
 
@@ -52,14 +53,6 @@ _VERDICTS = {"accept": 1, "drop": 0, "continue": -1, "return": -5, "jump": -3, "
 _PER_MESSAGE = 256  # elements per message: a netlink attribute holds at most 64 KiB
 _HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
-
-
-class Unsupported(ValueError):
-    """An element or set this module does not encode; the caller uses libnftables instead."""
-
-
-class NetlinkError(OSError):
-    """The kernel refused a request (errno) or did not answer."""
 
 
 # ---- encoding ---------------------------------------------------------------
