@@ -12,7 +12,7 @@ from lintkit import WORLD, docs, line_of, policy, write
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app
-from netpol.lint.registry import all_checks
+from netpol.lint.checks import all_checks
 
 from conftest import POLICIES
 

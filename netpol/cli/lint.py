@@ -10,7 +10,7 @@ from netpol.errors import NetpolError
 from netpol.lint import lint as run_lint
 from netpol.lint import load_settings
 from netpol.lint.output import FORMATS, explain
-from netpol.lint.registry import all_checks
+from netpol.lint.checks import all_checks
 from netpol.cli import app
 from netpol.cli.common import options, user_errors
 

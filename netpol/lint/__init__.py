@@ -6,6 +6,8 @@
 
 from netpol.lint.config import Settings, load_settings
 from netpol.lint.engine import Finding, Report, lint, run_checks
-from netpol.lint.registry import CHECKS, Check, all_checks
+from netpol.lint.checks import CHECKS
+from netpol.lint.registry import Check
+from netpol.lint.checks import all_checks
 
 __all__ = ["CHECKS", "Check", "Finding", "Report", "Settings", "all_checks", "lint", "load_settings", "run_checks"]

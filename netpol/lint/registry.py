@@ -48,16 +48,13 @@ class Check:
     default: bool = True  # on unless deselected; opt-in checks run only when selected by code
 
 
-CHECKS: dict[str, Check] = {}
+def check(code: str, name: str, severity: str, summary: str, default: bool = True) -> Callable[[CheckFn], Check]:
+    """Make a function a Check; its docstring is the `--explain` text. Nothing is registered here:
+    `lint/checks/__init__.py` lists every check in one table."""
+    assert severity in SEVERITIES, code
 
-
-def check(code: str, name: str, severity: str, summary: str, default: bool = True) -> Callable[[CheckFn], CheckFn]:
-    """Register a check; its docstring is the `--explain` text."""
-    assert severity in SEVERITIES and code not in CHECKS, code
-
-    def wrap(fn: CheckFn) -> CheckFn:
-        CHECKS[code] = Check(code, name, severity, summary, inspect.cleandoc(fn.__doc__ or ""), fn, default)
-        return fn
+    def wrap(fn: CheckFn) -> Check:
+        return Check(code, name, severity, summary, inspect.cleandoc(fn.__doc__ or ""), fn, default)
     return wrap
 
 
@@ -67,9 +64,3 @@ INPUT_ERROR = Check(
     "next to a podSelector in one peer, an invalid CIDR, a port out of range, a duplicate name). The object is\n"
     "left out and the rest of the input is linted. Input errors cannot be deselected or suppressed, and make\n"
     "`netpol lint` exit with 2.", None)
-CHECKS[INPUT_ERROR.code] = INPUT_ERROR
-
-
-def all_checks() -> dict[str, Check]:
-    from netpol.lint import checks  # noqa: F401  (registers on import)
-    return dict(sorted(CHECKS.items()))

@@ -1,3 +1,28 @@
-"""The checks, one module per family; importing this package registers them all."""
+"""The checks, one module per family, and the one table that lists them (no import registers anything)."""
 
-from netpol.lint.checks import dns, ipblock, isolation, ports, rules, selection, tenants  # noqa: F401
+from __future__ import annotations
+
+from netpol.lint.checks import dns, ipblock, isolation, ports, rules, selection, tenants
+from netpol.lint.registry import INPUT_ERROR, Check
+
+CHECKS: tuple[Check, ...] = (
+    INPUT_ERROR,
+    selection.selects_nothing,
+    selection.dangling_peer,
+    ports.named_port,
+    dns.dns_blocked,
+    isolation.not_isolated,
+    rules.ignored_rules,
+    rules.split_peers,
+    rules.redundant_rule,
+    ipblock.ipblock_covers_pods,
+    isolation.allow_all_voids_deny,
+    tenants.cross_tenant,
+)
+
+
+def all_checks() -> dict[str, Check]:
+    """Every check by code, in code order."""
+    by_code = {c.code: c for c in CHECKS}
+    assert len(by_code) == len(CHECKS), "two checks share a code"
+    return dict(sorted(by_code.items()))
