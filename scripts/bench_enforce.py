@@ -39,13 +39,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from netpol.nft.apply import Enforcer  # noqa: E402
-from netpol.nft.plan import FAMILIES, Plan, compile_plan  # noqa: E402
-from netpol.k8s.model import EGRESS, INGRESS  # noqa: E402
-from netpol.k8s.source import RawObject, Source  # noqa: E402
-from netpol.k8s.model import Cluster  # noqa: E402
-from netpol.nft.elements import address_text, port_text  # noqa: E402
+from netpol.k8s.model import (  # noqa: E402
+    EGRESS,
+    INGRESS,
+    Cluster,  # noqa: E402
+)
 from netpol.k8s.parse import build_cluster  # noqa: E402
+from netpol.k8s.source import RawObject, Source  # noqa: E402
+from netpol.nft.apply import Enforcer  # noqa: E402
+from netpol.nft.elements import address_text, port_text  # noqa: E402
+from netpol.nft.plan import FAMILIES, Plan, compile_plan  # noqa: E402
 from netpol.nft.render import render, short_id  # noqa: E402
 from netpol.nft.ruleset import Ruleset  # noqa: E402
 
@@ -372,7 +375,7 @@ def _udp_delivered(netns: str) -> int:
     from netpol.netns import run_in
     text = run_in(netns, lambda: Path("/proc/thread-self/net/snmp").read_text())
     head, values = [line.split()[1:] for line in text.splitlines() if line.startswith("Udp:")][:2]
-    row = dict(zip(head, map(int, values)))
+    row = dict(zip(head, map(int, values), strict=False))
     return row["InDatagrams"] + row["RcvbufErrors"]
 
 
@@ -416,9 +419,10 @@ class DataRow:
 
 
 def data_plane(syn: Synthetic, plan: Plan, rs: Ruleset, scale: str, rounds: int, seconds: float) -> DataRow:
+    import socket
+
     from netpol.lab import LabHost, topology
     from netpol.netns import run_in
-    import socket
     cluster = build(syn.objects)
     client, server = cluster.by_key[syn.client], cluster.by_key[syn.server]
     prefix = f"{PREFIX}{os.getpid() % 100000}"

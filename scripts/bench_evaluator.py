@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from netpol.evaluate.decide import decide  # noqa: E402
-from netpol.k8s.source import RawObject, Source  # noqa: E402
 from netpol.evaluate.matrix import Engine, PortQuery, resolve_port  # noqa: E402
-from netpol.k8s.parse import build_cluster  # noqa: E402
 from netpol.evaluate.resolve import Endpoint  # noqa: E402
+from netpol.k8s.parse import build_cluster  # noqa: E402
+from netpol.k8s.source import RawObject, Source  # noqa: E402
 
 SIZES = {"small": (1_000, 100), "medium": (10_000, 1_000), "large": (30_000, 3_000)}
 TIERS = ("web", "api", "db", "cache", "worker")
@@ -156,13 +156,13 @@ def run(size: str, seed: int, sample: int) -> dict:
     rnd = np.random.default_rng(seed)
     src, dst = rnd.integers(0, n, 1_000_000), rnd.integers(0, n, 1_000_000)
     engine.allowed(0, 0, q)  # builds the fast lookup once
-    pairs = list(zip(src.tolist(), dst.tolist()))
+    pairs = list(zip(src.tolist(), dst.tolist(), strict=False))
     allowed = engine.allowed
     _, point_s = _timed(lambda: [allowed(s, d, q) for s, d in pairs])
     _, batch_s = _timed(lambda: engine.allowed_many(src, dst, q))
     # the naive baseline: decide on sampled pairs, extrapolated to n*n; check they agree with the matrix
     eps = [Endpoint(pod=p) for p in engine.pods]
-    picks = list(zip(rnd.integers(0, n, sample).tolist(), rnd.integers(0, n, sample).tolist()))
+    picks = list(zip(rnd.integers(0, n, sample).tolist(), rnd.integers(0, n, sample).tolist(), strict=False))
     start = time.perf_counter()
     want = [decide(cluster, eps[s], eps[d], q.port, q.protocol).allowed for s, d in picks]
     naive_pair = (time.perf_counter() - start) / sample

@@ -20,11 +20,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from netpol.k8s.source import RawObject, Source  # noqa: E402
+from netpol.lint.checks import all_checks  # noqa: E402
 from netpol.lint.config import Settings  # noqa: E402
 from netpol.lint.engine import run_checks  # noqa: E402
 from netpol.lint.inputs import Input, build, load  # noqa: E402
-from netpol.lint.checks import all_checks  # noqa: E402
-from netpol.k8s.source import RawObject, Source  # noqa: E402
 
 TIERS = ("web", "api", "db")
 NAME = "kubernetes.io/metadata.name"

@@ -11,12 +11,12 @@ import itertools
 import textwrap
 
 from netpol.evaluate.decide import Verdict, decide
+from netpol.evaluate.resolve import Options, endpoint
 from netpol.k8s.load import parse_text
-from netpol.k8s.source import RawObject, Source
 from netpol.k8s.model import Cluster
 from netpol.k8s.parse import build_cluster
 from netpol.k8s.parse import pod as parse_pod
-from netpol.evaluate.resolve import Options, endpoint
+from netpol.k8s.source import RawObject, Source
 
 NAMESPACES = ("x", "y", "z")
 PODS = ("a", "b", "c")

@@ -19,8 +19,8 @@ from kubestub import KubeStub
 
 from netpol.agent import Agent, AgentConfig, BatchReport
 from netpol.agent.source import Backoff
-from netpol.nft.apply import Enforcer
 from netpol.lab import LabHost, LabState, Probe, down, probe, up
+from netpol.nft.apply import Enforcer
 
 pytestmark = pytest.mark.kernel
 PREFIX = f"nps{os.getpid() % 100000}"

@@ -10,8 +10,8 @@ import pytest
 
 from netpol.agent import AgentConfig, Event, Store
 from netpol.agent.pipeline import Pipeline, deny_mode
-from netpol.nft.plan import compile_plan
 from netpol.k8s.model import Pod
+from netpol.nft.plan import compile_plan
 from netpol.nft.render import render
 
 NAMESPACES = ("a", "b", "c")

@@ -141,8 +141,9 @@ def test_deny_mode_follows_the_flags(flags, mode):
 
 def test_counters_list_only_rules_that_count():
     from netpol.nft.listing import parse_table
-    rule = lambda chain, comment, *expr: {"rule": {"family": "inet", "table": "t", "chain": chain, "handle": 1,
-                                                   "comment": comment, "expr": list(expr)}}
+    def rule(chain, comment, *expr):
+        return {"rule": {"family": "inet", "table": "t", "chain": chain, "handle": 1, "comment": comment,
+                         "expr": list(expr)}}
     doc = {"nftables": [
         rule("p", "a/web ingress[0]", {"counter": {"packets": 3, "bytes": 300}}, {"accept": None}),
         rule("p", "a/web ingress[0]", {"counter": {"packets": 1, "bytes": 100}}, {"accept": None}),

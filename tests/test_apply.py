@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from netpol import spans
-from netpol.nft import listing as nftjson
-from netpol.nft.apply import Enforcer
 from netpol.errors import ApplyError
 from netpol.netns import run_in
+from netpol.nft import listing as nftjson
+from netpol.nft.apply import Enforcer
 from netpol.nft.ruleset import Ruleset
 
 kernel = pytest.mark.kernel

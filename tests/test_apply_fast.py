@@ -11,17 +11,17 @@ import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from builders import cluster, container_ports, e2e_objects, namespace, pod, policy
-from netpol.nft.apply import Enforcer
-from netpol.errors import ApplyError
-from netpol.nft.plan import compile_plan
-from netpol.netns import run_in
-from netpol.nft.render import render
-from netpol.evaluate.resolve import Options
-from netpol.nft.ruleset import Ruleset
 from test_apply import ELEMENTS, SKELETON, connects, netns_maker, nft, rule_handles, veth_pair
 from test_render import world
+
+from netpol.errors import ApplyError
+from netpol.evaluate.resolve import Options
+from netpol.netns import run_in
+from netpol.nft.apply import Enforcer
+from netpol.nft.plan import compile_plan
+from netpol.nft.render import render
+from netpol.nft.ruleset import Ruleset
 
 kernel = pytest.mark.kernel
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")

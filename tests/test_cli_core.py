@@ -10,12 +10,11 @@ import subprocess
 import textwrap
 
 import pytest
+from conftest import POLICIES, ROOT
+from test_validation import CASES, _expected_line
 from typer.testing import CliRunner
 
-from conftest import POLICIES, ROOT
 from netpol.cli import _register, app
-
-from test_validation import CASES, _expected_line
 
 _register()
 POL = str(POLICIES)

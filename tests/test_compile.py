@@ -6,12 +6,12 @@ import ipaddress
 import random
 
 import pytest
-
 from builders import cluster, container_ports, namespace, pod, policy
+
+from netpol.evaluate.resolve import Options
+from netpol.nft.elements import address_json, address_text, port_text
 from netpol.nft.plan import NamedPort, PortRange, compile_plan
 from netpol.spans import contains, merge, subtract
-from netpol.nft.elements import address_json, address_text, port_text
-from netpol.evaluate.resolve import Options
 
 
 def ip(text: str) -> int:
@@ -48,7 +48,7 @@ def test_interval_math_against_brute_force():
         b = [(lo, lo + rng.randrange(6)) for lo in (rng.randrange(60) for _ in range(rng.randrange(6)))]
         pa, pb = {x for lo, hi in a for x in range(lo, hi + 1)}, {x for lo, hi in b for x in range(lo, hi + 1)}
         ma, mb = merge(a), merge(b)
-        assert all(x[1] + 1 < y[0] for x, y in zip(ma, ma[1:]))  # disjoint, not adjacent
+        assert all(x[1] + 1 < y[0] for x, y in zip(ma, ma[1:], strict=False))  # disjoint, not adjacent
         assert {x for lo, hi in ma for x in range(lo, hi + 1)} == pa
         diff = subtract(ma, mb)
         assert {x for lo, hi in diff for x in range(lo, hi + 1)} == pa - pb

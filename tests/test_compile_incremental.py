@@ -8,14 +8,14 @@ import ipaddress
 import random
 
 import pytest
-
 from builders import cluster, cluster_sharing, container_ports, namespace, pod, policy
+from test_compile_index import APPS, TIERS, _selector
+
 import netpol.nft.plan as compile_module
+from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Cluster, Pod
 from netpol.nft.plan import Plan, compile_plan
 from netpol.nft.update import update_plan
-from netpol.k8s.model import Cluster, Pod
-from netpol.evaluate.resolve import Options
-from test_compile_index import APPS, TIERS, _selector
 
 NODES = ("node-1", "node-2")
 

@@ -7,15 +7,27 @@ World (see builders): namespaces x, y, z (label ns=<name>) x pods a, b, c (label
 from __future__ import annotations
 
 import pytest
+from builders import (
+    E2E_PODS,
+    Expect,
+    assert_table,
+    check,
+    cluster,
+    container_ports,
+    e2e,
+    e2e_ip,
+    e2e_objects,
+    namespace,
+    pod,
+    policy,
+)
 
-from builders import (E2E_PODS, Expect, assert_table, check, cluster, container_ports, e2e, e2e_ip, e2e_objects,
-                      namespace, pod, policy)
-from netpol.evaluate.conns import connections
 from netpol.errors import QueryError
-from netpol.k8s.load import parse_text
-from netpol.k8s.source import RawObject, Source
-from netpol.k8s.parse import build_cluster
+from netpol.evaluate.conns import connections
 from netpol.evaluate.resolve import Options, endpoint
+from netpol.k8s.load import parse_text
+from netpol.k8s.parse import build_cluster
+from netpol.k8s.source import RawObject, Source
 
 ALL = {"podSelector": {}}
 DENY_INGRESS = policy("x", "deny-ingress", {"podSelector": {}})

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from builders import build_sharing
+from test_npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app
 from netpol.evaluate.diff import diff
-from netpol.k8s.parse import build_cluster
 from netpol.evaluate.workloads import NO_CONNS, External, conn_minus
-
-from builders import build_sharing
-from test_npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws
+from netpol.k8s.parse import build_cluster
 
 _register()
 runner = CliRunner()
@@ -31,7 +30,7 @@ def atoms_of(names) -> list[External]:
     out = []
     for version, points in sorted(edges.items()):
         points = sorted(points)
-        out += [External(version, lo, hi - 1) for lo, hi in zip(points, points[1:])]
+        out += [External(version, lo, hi - 1) for lo, hi in zip(points, points[1:], strict=False)]
     return out
 
 

@@ -15,22 +15,22 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from conftest import POLICIES
+from test_render import EXT, SCENARIOS, scenario
 from typer.testing import CliRunner
 
-from conftest import POLICIES
-from netpol.nft.apply import Enforcer
 import netpol.cli.enforce  # noqa: F401  (registers render and enforce)
 from netpol.cli import app
-from netpol.nft.plan import compile_plan
 from netpol.evaluate.decide import decide
+from netpol.evaluate.matrix import PortQuery
+from netpol.evaluate.resolve import Endpoint, Options
 from netpol.k8s import load_cluster
+from netpol.k8s.model import Cluster
 from netpol.lab import LabHost, Probe, probe, topology
 from netpol.lab.verify import compare, hosts_for, lab_pods
-from netpol.evaluate.matrix import PortQuery
-from netpol.k8s.model import Cluster
+from netpol.nft.apply import Enforcer
+from netpol.nft.plan import compile_plan
 from netpol.nft.render import render
-from netpol.evaluate.resolve import Endpoint, Options
-from test_render import EXT, SCENARIOS, scenario
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")]

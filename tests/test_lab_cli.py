@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import POLICIES, ROOT
 from typer.testing import CliRunner
 
 import netpol.cli.enforce  # noqa: F401  (registers enforce)
 import netpol.cli.lab  # noqa: F401  (registers lab)
-from conftest import POLICIES, ROOT
 from netpol.cli import app
 from netpol.lab import topology
 from netpol.lab import verify as lab_verify

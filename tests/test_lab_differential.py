@@ -25,20 +25,19 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from netpol.nft.apply import Enforcer
-
 from netpol.errors import ApplyError
-from netpol.nft.plan import compile_plan
 from netpol.evaluate.decide import decide
+from netpol.evaluate.matrix import PortQuery, compute, resolve_port
+from netpol.evaluate.resolve import Endpoint, Options
+from netpol.k8s.model import Cluster
+from netpol.k8s.parse import build_cluster
+from netpol.k8s.source import RawObject, Source
 from netpol.lab import LabHost, Probe, topology
 from netpol.lab.verify import flush_conntrack, lab_pods, probe_settled
-from netpol.k8s.source import RawObject, Source
-from netpol.evaluate.matrix import PortQuery, compute, resolve_port
-from netpol.k8s.model import Cluster
 from netpol.netns import run_in
-from netpol.k8s.parse import build_cluster
+from netpol.nft.apply import Enforcer
+from netpol.nft.plan import compile_plan
 from netpol.nft.render import render
-from netpol.evaluate.resolve import Endpoint, Options
 from netpol.nft.ruleset import Ruleset
 
 pytestmark = [pytest.mark.kernel,
@@ -327,7 +326,7 @@ def judge(state, w: World, opts: Options) -> Judgement:
         return {pr: (got, want[pr]) for pr, got in seen.items()}
 
     with ThreadPoolExecutor(2) as pool:
-        results = dict(zip((4, 6), pool.map(run, (4, 6))))
+        results = dict(zip((4, 6), pool.map(run, (4, 6)), strict=False))
     bad = [f"{pr.src}({_addr(slot_of[pr.src], v)}) -> {pr.dst}({_addr(slot_of[pr.dst], v)}) {pr.protocol}/"
            f"{pr.port}: kernel {'allows' if got else 'denies'}, decide {'allows' if want else 'denies'}"
            for v, seen in results.items() for pr, (got, want) in seen.items() if got != want]

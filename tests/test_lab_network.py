@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from netpol.lab import LabHost, Probe, down, lab_netns, load_state, probe, up
-
 from netpol.errors import LabError
-from netpol.lab import topology
+from netpol.lab import LabHost, Probe, down, lab_netns, load_state, probe, topology, up
 
 _needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 

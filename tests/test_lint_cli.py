@@ -8,13 +8,12 @@ from importlib import resources
 
 import jsonschema
 import pytest
+from conftest import POLICIES
 from lintkit import WORLD, docs, line_of, policy, write
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app
 from netpol.lint.checks import all_checks
-
-from conftest import POLICIES
 
 _register()
 

@@ -6,10 +6,10 @@ from builders import cluster, namespace, pod
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netpol.lint.index import Index, members
+from netpol.evaluate.resolve import Endpoint, Options, peer_matches, selects
 from netpol.k8s.model import IPBlock, LabelSelector, NetworkPolicy, Peer, Requirement, Rule
 from netpol.k8s.source import Source
-from netpol.evaluate.resolve import Endpoint, Options, peer_matches, selects
+from netpol.lint.index import Index, members
 
 KEYS = ("app", "tier")
 VALUES = ("a", "b")
@@ -35,7 +35,7 @@ ns_labels = st.tuples(*[labels for _ in NAMESPACES])
 
 
 def _cluster(pods, nslabels):
-    objs = [namespace(ns, **lab) for ns, lab in zip(NAMESPACES, nslabels)]
+    objs = [namespace(ns, **lab) for ns, lab in zip(NAMESPACES, nslabels, strict=False)]
     for i, (ns, lab, host) in enumerate(pods):
         objs.append(pod(ns, f"p{i}", lab, (f"198.18.{i % 4}.{i * 20 % 250 + 1}",), host_network=host and i % 3 == 0))
     return cluster(*objs)

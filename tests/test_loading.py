@@ -7,8 +7,8 @@ import json
 import textwrap
 
 import pytest
-
 from builders import cluster_yaml
+
 from netpol.errors import InputError
 from netpol.k8s import load_cluster
 from netpol.k8s.load import load_paths, parse_text

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netpol.evaluate.decide import decide
-from netpol.k8s.source import RawObject, Source
 from netpol.evaluate.matrix import Engine, PortQuery, compute, resolve_port
-from netpol.k8s.parse import build_cluster
 from netpol.evaluate.resolve import Endpoint, Options, selects
+from netpol.k8s.parse import build_cluster
+from netpol.k8s.source import RawObject, Source
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -278,7 +278,7 @@ def test_adding_a_policy_never_removes_what_an_isolated_pod_allowed(objs, data, 
     before, after = build(objs), build(objs + [extra])
     added = next(p for p in after.policies if p.name == "added")
     pods = after.pods
-    for k, q in enumerate(qs):
+    for q in qs:
         old, new = compute(before, [q]).grid(), compute(after, [q]).grid()
         for j, dst in enumerate(pods):
             port = resolve_port(dst, q)

@@ -25,17 +25,16 @@ import json
 import time
 
 import pytest
-
-from netpol.evaluate.conns import ConnSet
-from netpol.errors import InputError
-from netpol.k8s.load import load_paths
-from netpol.k8s.source import RawObject
-from netpol.k8s.parse import build_cluster
-from netpol.evaluate.resolve import Options
-from netpol.evaluate.workloads import External, connectivity, parse_conns, workload_name
-
 from builders import build_sharing
 from conftest import CORPUS
+
+from netpol.errors import InputError
+from netpol.evaluate.conns import ConnSet
+from netpol.evaluate.resolve import Options
+from netpol.evaluate.workloads import External, connectivity, parse_conns, workload_name
+from netpol.k8s.load import load_paths
+from netpol.k8s.parse import build_cluster
+from netpol.k8s.source import RawObject
 
 INDEX = json.loads((CORPUS / "index.json").read_text()) if CORPUS.exists() else {"examples": []}
 MAIN = {e["path"]: e for e in INDEX["examples"] if e["group"] == "main"}
@@ -49,7 +48,7 @@ REFUSED = {"example_pods_w_same_owner_and_labels_gap_with_good_match_expression"
            ("netpol.yaml", 4, "metadata.name", "invalid name 'use_common_labels_same_values'")}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def raws(example: str) -> tuple[RawObject, ...]:
     return tuple(_renamed(r) for r in load_paths([str(CORPUS / example / "manifests")]))
 

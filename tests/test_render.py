@@ -23,19 +23,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from builders import cluster, container_ports, e2e_objects, namespace, pod, policy
+
 import netpol.nft.render as render_module
-from netpol.nft.apply import Enforcer
-from netpol.nft.plan import compile_plan
 from netpol.evaluate.decide import decide
+from netpol.evaluate.resolve import Endpoint, Options
+from netpol.k8s.model import Cluster, Pod
 from netpol.lab import Probe, probe, topology
 from netpol.lab.verify import hosts_for, lab_pods
-from netpol.k8s.model import Cluster, Pod
-from netpol.spans import split_runs
+from netpol.nft.apply import Enforcer
+from netpol.nft.plan import compile_plan
 from netpol.nft.render import DENY_ACTIONS, POINTS, log_prefix, render, short_id, to_json
-from netpol.evaluate.resolve import Endpoint, Options
 from netpol.nft.ruleset import Ruleset
+from netpol.spans import split_runs
 
 kernel = pytest.mark.kernel
 PROTO_NUM = {"tcp": 6, "udp": 17, "sctp": 132, "TCP": 6, "UDP": 17, "SCTP": 132}
@@ -208,7 +208,7 @@ class Walk:
     def _lookup(self, name: str, value: Any) -> Any:
         value = value if isinstance(value, list) else [value]
         for fields, data in self.sets[name]:
-            if all(lo <= v <= hi for v, (lo, hi) in zip(value, fields)):
+            if all(lo <= v <= hi for v, (lo, hi) in zip(value, fields, strict=False)):
                 return data if data is not None else True
         return None
 
@@ -296,7 +296,7 @@ def max_depth(doc: dict) -> int:
                 elif "jump" in e or "goto" in e:
                     edges[obj["rule"]["chain"]].add(next(iter(e.values()))["target"])
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def height(chain: str) -> int:
         return max((1 + height(c) for c in edges[chain]), default=0)
 
@@ -780,8 +780,9 @@ def test_deny_actions_with_real_packets(lab):
 
 @kernel
 def test_nft_loads_bundled_example_per_node(netns):
-    from netpol.k8s import load_cluster
     from conftest import POLICIES
+
+    from netpol.k8s import load_cluster
     c = load_cluster([str(POLICIES)])
     for node in (None, "node-a", "node-b", "elsewhere"):
         ns = netns()

@@ -8,14 +8,14 @@ import random
 import weakref
 
 import pytest
-
 from builders import namespace
-from netpol.nft.plan import compile_plan
-from netpol.nft.update import update_plan
-from netpol.nft.render import render
-from netpol.evaluate.resolve import Options
-from netpol.nft.ruleset import Ruleset
 from test_compile_incremental import _build, _changes, _churn, _pod, _policies
+
+from netpol.evaluate.resolve import Options
+from netpol.nft.plan import compile_plan
+from netpol.nft.render import render
+from netpol.nft.ruleset import Ruleset
+from netpol.nft.update import update_plan
 
 
 def _same(got: Ruleset, want: Ruleset) -> None:

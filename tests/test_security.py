@@ -12,21 +12,21 @@ import shutil
 import textwrap
 
 import pytest
+from builders import cluster_yaml
+from conftest import POLICIES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from builders import cluster_yaml
-from conftest import POLICIES
 from netpol.cli import _register, app
-from netpol.evaluate.conns import connections
-from netpol.evaluate.decide import decide
 from netpol.errors import InputError, LabError
 from netpol.escape import inert, md_code, md_text, plain, uri_path
-from netpol.lab import topology
+from netpol.evaluate.conns import connections
+from netpol.evaluate.decide import decide
+from netpol.evaluate.resolve import Endpoint
 from netpol.k8s.load import load_paths, parse_text
 from netpol.k8s.parse import build_cluster
-from netpol.evaluate.resolve import Endpoint
+from netpol.lab import topology
 
 INJECT = 'db-access" ; counter accept comment "x'
 ESCAPE = 'a";};chain in_4e23c59655{};};flush table ip filter;table inet netpol{chain zz{comment "b'

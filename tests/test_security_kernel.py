@@ -12,27 +12,27 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from typer.testing import CliRunner
-
 from builders import pod as pod_dict
 from conftest import POLICIES
-from netpol.agent.store import Event, Store
-from netpol.nft.apply import Enforcer
-from netpol.cli import _register, app
-from netpol.nft.plan import compile_plan
-from netpol.errors import InputError
-from netpol.k8s import load_cluster
-from netpol.lab import Probe, probe
-from netpol.k8s.load import parse_text
-from netpol.k8s.model import NS_NAME_LABEL, Cluster, Namespace
-from netpol.k8s.parse import build_cluster
-from netpol.nft.render import build, render
-from netpol.evaluate.resolve import Options
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_apply import netns_maker
 from test_enforce_kernel import TIMEOUT, lab, probe_all  # noqa: F401  (lab is a fixture)
 from test_security import ESCAPE, INJECT, POLICY
+from typer.testing import CliRunner
+
+from netpol.agent.store import Event, Store
+from netpol.cli import _register, app
+from netpol.errors import InputError
+from netpol.evaluate.resolve import Options
+from netpol.k8s import load_cluster
+from netpol.k8s.load import parse_text
+from netpol.k8s.model import NS_NAME_LABEL, Cluster, Namespace
+from netpol.k8s.parse import build_cluster
+from netpol.lab import Probe, probe
+from netpol.nft.apply import Enforcer
+from netpol.nft.plan import compile_plan
+from netpol.nft.render import build, render
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")]

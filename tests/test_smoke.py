@@ -1,8 +1,8 @@
-from netpol.evaluate.decide import decide
-from netpol.k8s import load_cluster
-from netpol.evaluate.resolve import endpoint
-
 from conftest import POLICIES
+
+from netpol.evaluate.decide import decide
+from netpol.evaluate.resolve import endpoint
+from netpol.k8s import load_cluster
 
 
 def test_bundled_example_mission():

@@ -8,8 +8,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from builders import cluster_yaml
+
 from netpol.errors import InputError
 from netpol.k8s.load import parse_text
 from netpol.k8s.parse import build_cluster

@@ -6,18 +6,16 @@ import json
 import random
 
 import pytest
+from conftest import CORPUS
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app
 from netpol.evaluate.conns import connections
-from netpol.k8s.load import parse_text
-from netpol.k8s.source import RawObject, Source
-from netpol.k8s.parse import build_cluster
 from netpol.evaluate.resolve import Endpoint, Options
-from netpol.evaluate.workloads import (ALL_CONNS, NO_CONNS, External, conn_minus, connectivity, parse_conns,
-                              workloads)
-
-from conftest import CORPUS
+from netpol.evaluate.workloads import ALL_CONNS, NO_CONNS, External, conn_minus, connectivity, parse_conns, workloads
+from netpol.k8s.load import parse_text
+from netpol.k8s.parse import build_cluster
+from netpol.k8s.source import RawObject, Source
 
 _register()
 runner = CliRunner()

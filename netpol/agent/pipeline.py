@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import time
 
-from netpol.nft.plan import Plan, compile_plan
-
-from netpol.nft.update import update_plan
-from netpol.nft.render import render
-from netpol.nft.ruleset import Ruleset
 from netpol.agent.reconcile import Built
 from netpol.agent.store import Snapshot
+from netpol.nft.plan import Plan, compile_plan
+from netpol.nft.render import render
+from netpol.nft.ruleset import Ruleset
+from netpol.nft.update import update_plan
 
 
 def deny_mode(cfg) -> str:

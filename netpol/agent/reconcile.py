@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from netpol.nft.apply import ApplyResult, Enforcer
-from netpol.nft.ruleset import Ruleset
 from netpol.agent.metrics import Metrics
 from netpol.agent.source import Backoff, short_error
 from netpol.agent.store import KINDS, Event, Snapshot, Store
+from netpol.nft.apply import ApplyResult, Enforcer
+from netpol.nft.ruleset import Ruleset
 
 log = logging.getLogger("netpol.agent")
 
@@ -195,8 +195,8 @@ class Reconciler:
         self._metrics.isolated.set(built.isolated)
         self._metrics.policies.set(built.policies)
         fields = {"kind": result.kind, "added": result.added, "removed": result.removed,
-                  "pods": built.pods, "isolated": built.isolated, "policies": built.policies, "ms": round(took * 1000, 1),
-                  "compiled": built.compiled, "fast": result.fast,
+                  "pods": built.pods, "isolated": built.isolated, "policies": built.policies,
+                  "ms": round(took * 1000, 1), "compiled": built.compiled, "fast": result.fast,
                   **{f"{k}_ms": round(v, 1) for k, v in stages.items()}}
         if snap.held:
             fields["held_pods"] = len(snap.held)

@@ -15,15 +15,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netpol.nft.apply import Enforcer
-from netpol.errors import NetpolError
-from netpol.evaluate.resolve import Options
 from netpol.agent.failmode import FailMode, bootstrap_ruleset, parse_cidrs
 from netpol.agent.logs import LogFormat, configure, unconfigure
 from netpol.agent.metrics import Metrics, StatusServer
 from netpol.agent.reconcile import BatchReport, Build, Reconciler
 from netpol.agent.source import Backoff, Watcher, short_error
 from netpol.agent.store import KINDS
+from netpol.errors import NetpolError
+from netpol.evaluate.resolve import Options
+from netpol.nft.apply import Enforcer
 
 log = logging.getLogger("netpol.agent")
 DEFAULT_TABLE = "netpol"

@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netpol.errors import Gone, WatchError
 from netpol.agent.store import Event, Kind
+from netpol.errors import Gone, WatchError
 
 log = logging.getLogger("netpol.agent")
 

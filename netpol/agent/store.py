@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from netpol.errors import InputError
-from netpol.k8s.source import RawObject, Source
 from netpol.k8s.model import Cluster, LabelSelector, Namespace, NetworkPolicy, Pod
 from netpol.k8s.parse import namespace as parse_namespace
 from netpol.k8s.parse import network_policy as parse_policy
 from netpol.k8s.parse import pod as parse_pod
+from netpol.k8s.source import RawObject, Source
 
 Kind = Literal["Namespace", "Pod", "NetworkPolicy"]
 KINDS: tuple[Kind, ...] = ("Namespace", "Pod", "NetworkPolicy")

@@ -7,21 +7,21 @@ them with the `agent` command below, so both spellings take the same options.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from netpol.errors import NetpolError
 from netpol.cli import app
 from netpol.cli.common import Context, IpblockPods, Kubeconfig, options, user_errors
+from netpol.errors import NetpolError
 
 
 def agent(
         kubeconfig: Kubeconfig = None, context: Context = None,
-        node: Annotated[Optional[str], typer.Option(
+        node: Annotated[str | None, typer.Option(
             "--node", envvar="NODE_NAME", help="Enforce for this node's pods (default: $NODE_NAME; unset: every pod).")]
         = None,
-        netns: Annotated[Optional[str], typer.Option("--netns", help="Network namespace to enforce in.")] = None,
+        netns: Annotated[str | None, typer.Option("--netns", help="Network namespace to enforce in.")] = None,
         table: Annotated[str, typer.Option("--table", help="Name of netpol's own inet table.")] = "netpol",
         debounce: Annotated[float, typer.Option("--debounce", help="Seconds to gather events into one batch.")] = 0.1,
         resync_period: Annotated[float, typer.Option(
@@ -29,12 +29,12 @@ def agent(
         fail_mode: Annotated[str, typer.Option(
             "--fail-mode", help="closed: drop new forwarded pod connections until the first sync; open: allow.")]
         = "closed",
-        pod_cidr: Annotated[Optional[list[str]], typer.Option(
+        pod_cidr: Annotated[list[str] | None, typer.Option(
             "--pod-cidr", envvar="POD_CIDRS", help="Pod CIDR the closed fail mode drops (repeatable; "
             "default: every forwarded connection).")] = None,
         cleanup_on_exit: Annotated[bool, typer.Option(
             "--cleanup-on-exit", help="Delete the table on SIGTERM (default: keep enforcing).")] = False,
-        metrics_addr: Annotated[Optional[str], typer.Option(
+        metrics_addr: Annotated[str | None, typer.Option(
             "--metrics-addr", help="HOST:PORT for /metrics, /readyz and /healthz (default: none).")] = None,
         log_format: Annotated[str, typer.Option("--log-format", help="json or text.")] = "text",
         log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",

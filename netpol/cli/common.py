@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from netpol.errors import NetpolError
 from netpol.escape import inert, plain
+from netpol.evaluate.resolve import Options
 from netpol.k8s import load_cluster
 from netpol.k8s.model import Cluster
-from netpol.evaluate.resolve import Options
 
-Filenames = Annotated[Optional[list[str]], typer.Option(
+Filenames = Annotated[list[str] | None, typer.Option(
     "-f", "--filename", help="File, folder (recursive) or - for stdin; repeatable.")]
-Kubeconfig = Annotated[Optional[str], typer.Option("--kubeconfig", help="Read the live cluster with this kubeconfig.")]
-Context = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context to use.")]
+Kubeconfig = Annotated[str | None, typer.Option("--kubeconfig", help="Read the live cluster with this kubeconfig.")]
+Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context to use.")]
 IpblockPods = Annotated[str, typer.Option(
     "--ipblock-pods", metavar="true|false", help="Whether ipBlock peers match pod addresses too.")]
 

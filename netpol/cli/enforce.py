@@ -10,18 +10,18 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from netpol.nft.plan import Plan, compile_plan
-from netpol.errors import NetpolError
-from netpol.nft.render import TABLE_NAME, render, to_json
-from netpol.nft.ruleset import Ruleset
 from netpol.cli import app
 from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+from netpol.errors import NetpolError
+from netpol.nft.plan import Plan, compile_plan
+from netpol.nft.render import TABLE_NAME, render, to_json
+from netpol.nft.ruleset import Ruleset
 
-Node = Annotated[Optional[str], typer.Option(
+Node = Annotated[str | None, typer.Option(
     "--node", help="Enforce for the pods of this node (spec.nodeName); omitted: every pod.")]
 Table = Annotated[str, typer.Option("--table", help="Name of netpol's own inet table.")]
 
@@ -42,8 +42,7 @@ def _plan(filename: list[str] | None, kubeconfig: str | None, context: str | Non
 @contextlib.contextmanager
 def _kernel_errors() -> Iterator[None]:
     """What the kernel or a netns refuses is reported like any other error, without a traceback."""
-    from netpol.errors import ApplyError
-    from netpol.errors import NetnsError
+    from netpol.errors import ApplyError, NetnsError
     try:
         yield
     except (ApplyError, NetnsError) as exc:
@@ -76,7 +75,7 @@ def summary(plan: Plan, rs: Ruleset) -> str:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})  # --watch's options
 def enforce(ctx: typer.Context, filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
             node: Node = None,
-            netns: Annotated[Optional[str], typer.Option(
+            netns: Annotated[str | None, typer.Option(
                 "--netns", help="Network namespace (name under /run/netns, or a path); omitted: this one.")] = None,
             table: Table = "netpol",
             dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from netpol.lab import topology
-from netpol.lab.probe import Probe, probe as run_probes
-from netpol.errors import LabError
-from netpol.lab.verify import extra_ports, hosts_for, lab_pods, verify as run_verify
 from netpol.cli import app
 from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
 from netpol.cli.query import port_queries
+from netpol.errors import LabError
+from netpol.lab import topology
+from netpol.lab.probe import Probe
+from netpol.lab.probe import probe as run_probes
+from netpol.lab.verify import extra_ports, hosts_for, lab_pods
+from netpol.lab.verify import verify as run_verify
 
 lab_app = typer.Typer(no_args_is_help=True, help="The cluster as real network namespaces on this kernel (root).")
 app.add_typer(lab_app, name="lab")
 
 Prefix = Annotated[str, typer.Option("--prefix", help="Name prefix of the lab's namespaces and links.")]
-Ports = Annotated[Optional[list[str]], typer.Option("--port", "-p", help="Port to probe; repeatable.")]
-Protocols = Annotated[Optional[list[str]], typer.Option("--protocol", help="TCP or UDP; repeatable.")]
+Ports = Annotated[list[str] | None, typer.Option("--port", "-p", help="Port to probe; repeatable.")]
+Protocols = Annotated[list[str] | None, typer.Option("--protocol", help="TCP or UDP; repeatable.")]
 Output = Annotated[str, typer.Option("-o", "--output", help="json or text")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each probe.")]
 

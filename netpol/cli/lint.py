@@ -2,41 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from netpol.cli import app
+from netpol.cli.common import options, user_errors
 from netpol.errors import NetpolError
 from netpol.lint import lint as run_lint
 from netpol.lint import load_settings
-from netpol.lint.output import FORMATS, explain
 from netpol.lint.checks import all_checks
-from netpol.cli import app
-from netpol.cli.common import options, user_errors
+from netpol.lint.output import FORMATS, explain
 
 
 @app.command()
-def lint(paths: Annotated[Optional[list[str]], typer.Argument(
+def lint(paths: Annotated[list[str] | None, typer.Argument(
              help="Files or folders (recursive) of Kubernetes objects, or - for stdin.", show_default=False)] = None,
-         filename: Annotated[Optional[list[str]], typer.Option(
+         filename: Annotated[list[str] | None, typer.Option(
              "-f", "--filename", help="More input, as PATH; repeatable.")] = None,
          output: Annotated[str, typer.Option("-o", "--output", help="text, json, sarif or github")] = "text",
-         fail_on: Annotated[Optional[str], typer.Option(
+         fail_on: Annotated[str | None, typer.Option(
              "--fail-on", metavar="error|warning|info", help="Exit 1 on findings this severe or worse [error].",
              show_default=False)] = None,
-         select: Annotated[Optional[str], typer.Option(
+         select: Annotated[str | None, typer.Option(
              "--select", metavar="CODES", help="Only these checks: codes or prefixes, comma-separated; ALL.")] = None,
-         ignore: Annotated[Optional[str], typer.Option(
+         ignore: Annotated[str | None, typer.Option(
              "--ignore", metavar="CODES", help="Skip these checks (added to the configured ignores).")] = None,
-         tenant_label: Annotated[Optional[str], typer.Option(
+         tenant_label: Annotated[str | None, typer.Option(
              "--tenant-label", metavar="KEY", help="Namespace label naming tenants; turns NP011 on.")] = None,
-         ipblock_pods: Annotated[Optional[str], typer.Option(
+         ipblock_pods: Annotated[str | None, typer.Option(
              "--ipblock-pods", metavar="true|false", help="Whether ipBlock peers match pod addresses [true].",
              show_default=False)] = None,
-         config: Annotated[Optional[str], typer.Option(
+         config: Annotated[str | None, typer.Option(
              "--config", metavar="PYPROJECT", help="Settings file (default: nearest pyproject.toml with "
              "[tool.netpol.lint]).")] = None,
-         explain_code: Annotated[Optional[str], typer.Option(
+         explain_code: Annotated[str | None, typer.Option(
              "--explain", metavar="CODE", help="Explain a check and exit.")] = None) -> None:
     """Lint NetworkPolicies (with the pods and namespaces given). Exit 0 clean, 1 findings, 2 input error."""
     with user_errors():

@@ -5,19 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from netpol.cli import app
+from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+from netpol.errors import QueryError
+from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections, port_edges
 from netpol.evaluate.decide import Verdict, decide
-from netpol.errors import QueryError
 from netpol.evaluate.matrix import Matrix, PortQuery, compute, resolve_port
-from netpol.k8s.model import PROTOCOLS
 from netpol.evaluate.resolve import Endpoint, endpoint
-from netpol.cli import app
-from netpol.escape import inert, md_code, plain
-from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+from netpol.k8s.model import PROTOCOLS
 
 
 def _protocol(value: str) -> str:
@@ -65,9 +65,9 @@ def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None) -> str:
 @app.command()
 def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP address")],
           dst: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP address")],
-          port: Annotated[Optional[str], typer.Option(
+          port: Annotated[str | None, typer.Option(
               "--port", "-p", help="Port number or the destination's port name; omitted: every port.")] = None,
-          protocol: Annotated[Optional[str], typer.Option(
+          protocol: Annotated[str | None, typer.Option(
               "--protocol", help="TCP, UDP or SCTP (default TCP; without --port: any protocol).")] = None,
           output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
           filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
@@ -113,11 +113,11 @@ def _where_to_show(cluster, src: Endpoint, dst: Endpoint, conns: ConnSet, protoc
 def _render_text(m: Matrix) -> str:
     blocks = []
     width = max([len(p) for p in m.pods] + [4])
-    for q, grid in zip(m.queries, m.allowed):
+    for q, grid in zip(m.queries, m.allowed, strict=False):
         lines = [f"{q.protocol}/{q.port}  (. allowed, X denied; rows are sources, columns destinations)"]
         cols = [str(i) for i in range(len(m.pods))]
         lines.append(" " * (width + 1) + " ".join(c.rjust(2) for c in cols))
-        for i, (src, row) in enumerate(zip(m.pods, grid)):
+        for i, (src, row) in enumerate(zip(m.pods, grid, strict=False)):
             lines.append(f"{src.ljust(width)} " + " ".join(("." if a else "X").rjust(2) for a in row)
                          + f"   {i}")
         blocks.append("\n".join(lines))
@@ -135,11 +135,11 @@ def _render_csv(m: Matrix) -> str:
 
 def _render_md(m: Matrix) -> str:
     out = []
-    for q, grid in zip(m.queries, m.allowed):
+    for q, grid in zip(m.queries, m.allowed, strict=False):
         out.append(f"**{q.protocol}/{q.port}** (rows: sources, columns: destinations)\n")
         out.append("| src \\ dst | " + " | ".join(map(md_code, m.pods)) + " |")
         out.append("|---" * (len(m.pods) + 1) + "|")
-        for src, row in zip(m.pods, grid):
+        for src, row in zip(m.pods, grid, strict=False):
             out.append(f"| {md_code(src)} | " + " | ".join("✅" if a else "❌" for a in row) + " |")
         out.append("")
     return "\n".join(out).rstrip("\n")
@@ -150,9 +150,9 @@ RENDERERS = {"text": _render_text, "csv": _render_csv, "md": _render_md,
 
 
 @app.command()
-def matrix(port: Annotated[Optional[list[str]], typer.Option("--port", "-p", help="Port or name; repeatable.")] = None,
-           protocol: Annotated[Optional[list[str]], typer.Option("--protocol", help="Repeatable.")] = None,
-           namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Repeatable.")] = None,
+def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="Port or name; repeatable.")] = None,
+           protocol: Annotated[list[str] | None, typer.Option("--protocol", help="Repeatable.")] = None,
+           namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="Repeatable.")] = None,
            output: Annotated[str, typer.Option("-o", "--output", help="text, json, csv or md")] = "text",
            filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
            ipblock_pods: IpblockPods = "true",

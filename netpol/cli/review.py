@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from netpol.evaluate.diff import RENDERERS, diff
-from netpol.errors import QueryError
-from netpol.k8s import load_cluster
-from netpol.evaluate.workloads import connectivity, render
 from netpol.cli import app
 from netpol.cli.common import IpblockPods, cluster_from, options, user_errors
+from netpol.errors import QueryError
+from netpol.evaluate.diff import RENDERERS, diff
+from netpol.evaluate.workloads import connectivity, render
+from netpol.k8s import load_cluster
 
 
 @app.command("diff")

@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netpol.evaluate.decide import SideVerdict, same_pod, side
-
-from netpol.k8s.model import EGRESS, INGRESS
-from netpol.k8s.model import PROTOCOLS, Cluster
-from netpol.spans import intersect, merge
 from netpol.evaluate.resolve import Endpoint, Options, family, peer_matches, rule_port_spans
+from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster
+from netpol.spans import intersect, merge
 
 MAX_PORT = 65535
 Ranges = tuple[tuple[int, int], ...]

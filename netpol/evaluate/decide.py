@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from netpol.k8s.model import Cluster, EGRESS, INGRESS, NetworkPolicy, Rule
 from netpol.evaluate import explain
 from netpol.evaluate.resolve import Endpoint, Options, family, peer_matches, rule_ports_match, selects
-
+from netpol.k8s.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Rule
 
 
 class RuleRef(BaseModel):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from netpol.evaluate.conns import ConnSet
 from netpol.escape import inert, md_code, plain
-from netpol.k8s.model import Cluster
+from netpol.evaluate.conns import ConnSet
 from netpol.evaluate.resolve import Options
 from netpol.evaluate.workloads import Connectivity, External, conn_minus, connectivity, external_ranges
+from netpol.k8s.model import Cluster
 
 KINDS = ("added", "changed", "removed")
 

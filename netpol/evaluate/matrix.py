@@ -22,8 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
 from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
+
 
 class PortQuery(NamedTuple):
     """A port number, or a port name resolved on each destination pod with this protocol."""
@@ -367,7 +368,7 @@ class Engine:
                 port_of_group = np.full(len(self._port_groups), -1, np.int64)
                 port_of_group[self._u_pg] = port
                 hits = [any(name == e.port and p == at and proto == q.protocol for name, p, proto in g)
-                        for g, at in zip(self._port_groups, port_of_group.tolist())]
+                        for g, at in zip(self._port_groups, port_of_group.tolist(), strict=False)]
                 out |= np.array(hits, bool)[self._u_pg]
         return out
 
@@ -390,7 +391,7 @@ class Engine:
 
         # egress: rows over source classes, columns over destination classes
         keys, peer_rows, e_src, picks, e_iso = self._egress
-        targets = _stack([ports(k[1]) & r for k, r in zip(keys, peer_rows)], self.n_units)
+        targets = _stack([ports(k[1]) & r for k, r in zip(keys, peer_rows, strict=False)], self.n_units)
         e_dst, d_reps = _classes(targets)
         egress = _or_rows(picks, targets[:, d_reps], e_iso)
         # ingress: columns over destination classes (per family), rows over source classes
@@ -401,7 +402,7 @@ class Engine:
         fam = self._u_family[a_reps]
         picks_in = [np.flatnonzero(active[:, r]) for r in a_reps]
         ingress = np.ones((src_rows[0].shape[1], len(a_reps)), bool)
-        for c, (keys_c, f) in enumerate(zip(picks_in, fam)):
+        for c, (keys_c, f) in enumerate(zip(picks_in, fam, strict=False)):
             if i_iso[a_reps[c]]:
                 ingress[:, c] = src_rows[int(f)][keys_c].any(axis=0) if keys_c.size else False
         # fold both directions into one source and one destination class per unit
@@ -496,9 +497,9 @@ class Matrix:
         out = []
         for i, q in enumerate(self.queries):
             port, proto = q.port, q.protocol
-            for src, row in zip(self.pods, self.grid(i).tolist()):
+            for src, row in zip(self.pods, self.grid(i).tolist(), strict=False):
                 out.extend({"src": src, "dst": dst, "port": port, "protocol": proto, "allowed": a}
-                           for dst, a in zip(self.pods, row))
+                           for dst, a in zip(self.pods, row, strict=False))
         return out
 
 

@@ -6,7 +6,18 @@ import ipaddress
 from dataclasses import dataclass
 
 from netpol.errors import QueryError
-from netpol.k8s.model import NS_NAME_LABEL, PROTOCOLS, Cluster, IPAddress, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
+from netpol.k8s.model import (
+    NS_NAME_LABEL,
+    PROTOCOLS,
+    Cluster,
+    IPAddress,
+    LabelSelector,
+    NetworkPolicy,
+    Peer,
+    Pod,
+    PolicyPort,
+    Rule,
+)
 
 
 @dataclass(frozen=True)

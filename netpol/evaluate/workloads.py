@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
-from netpol.k8s.model import Cluster, EGRESS, INGRESS, IPBlock, LabelSelector, PROTOCOLS, Pod
-from netpol.spans import subtract
 from netpol.escape import inert, md_code, plain
+from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
 from netpol.evaluate.resolve import Endpoint, Options
+from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, IPBlock, LabelSelector, Pod
+from netpol.spans import subtract
 
 _BITS = {4: 32, 6: 128}
 
@@ -150,7 +150,7 @@ class _Atoms:
         self._offset: dict[int, int] = {}
         for version, points in _edges(rules, cuts, v6).items():
             self._starts[version], self._offset[version] = points[:-1], len(self.ranges)
-            self.ranges += [External(version, lo, hi - 1) for lo, hi in zip(points, points[1:])]
+            self.ranges += [External(version, lo, hi - 1) for lo, hi in zip(points, points[1:], strict=False)]
         held: list[set] = [set() for _ in self.ranges]
         for key, blocks in rules.items():
             for b in blocks:
@@ -158,7 +158,7 @@ class _Atoms:
                 for lo, hi in block_intervals(b):
                     for i in range(bisect.bisect_left(starts, lo), bisect.bisect_left(starts, hi)):
                         held[offset + i].add(key)
-        self.signature = [(r.version, frozenset(h)) for r, h in zip(self.ranges, held)]
+        self.signature = [(r.version, frozenset(h)) for r, h in zip(self.ranges, held, strict=False)]
 
     def held_by(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> frozenset:
         """The keys whose blocks hold this address."""
@@ -305,9 +305,9 @@ def connectivity(cluster: Cluster, opts: Options = Options(), namespaces: Iterab
         for b in wls:
             if a is not b:
                 out[(a.name, b.name)] = conn((ka, classes.key(b.rep)), ea, Endpoint(pod=b.rep))
-        for ext, sig in zip(dst_atoms.ranges, dst_atoms.signature):
+        for ext, sig in zip(dst_atoms.ranges, dst_atoms.signature, strict=False):
             out[(a.name, ext.name)] = conn((ka, "to", sig), ea, Endpoint(ip=ext.address))
-        for ext, sig in zip(src_atoms.ranges, src_atoms.signature):
+        for ext, sig in zip(src_atoms.ranges, src_atoms.signature, strict=False):
             out[(ext.name, a.name)] = conn(("from", sig, ka), Endpoint(ip=ext.address), ea)
     return Connectivity(workloads=tuple(w.name for w in wls), sources=tuple(src_atoms.ranges),
                         destinations=tuple(dst_atoms.ranges),

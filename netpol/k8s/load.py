@@ -12,8 +12,8 @@ from typing import IO
 import yaml
 
 from netpol.errors import InputError
-from netpol.k8s.source import Path_, RawObject, Source
 from netpol.gcpause import gc_paused
+from netpol.k8s.source import Path_, RawObject, Source
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 256 * 1024 * 1024

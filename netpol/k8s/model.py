@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from netpol.k8s.source import Source
 
+
 class Direction(StrEnum):
     """The side of a connection a rule speaks for: ingress at the destination, egress at the source."""
 

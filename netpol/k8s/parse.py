@@ -5,13 +5,28 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from netpol.k8s import names
 from netpol.errors import InputError
 from netpol.gcpause import gc_paused
+from netpol.k8s import names
+from netpol.k8s.model import (
+    NS_NAME_LABEL,
+    PROTOCOLS,
+    WORKLOAD_KINDS,
+    Cluster,
+    ContainerPort,
+    IPBlock,
+    LabelSelector,
+    Namespace,
+    NetworkPolicy,
+    Peer,
+    Pod,
+    PolicyPort,
+    Requirement,
+    Rule,
+    Service,
+    ServicePort,
+)
 from netpol.k8s.source import Path_, RawObject
-from netpol.k8s.model import (NS_NAME_LABEL, PROTOCOLS, WORKLOAD_KINDS, Cluster, ContainerPort, IPBlock,
-                    LabelSelector, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Requirement,
-                    Rule, Service, ServicePort)
 
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
@@ -280,7 +295,7 @@ def _pod_ips(at: _At) -> tuple[str, ...]:
 def _owner(at: _At) -> tuple[str, str] | None:
     """The controller. Like np-guard, a reference without a kind still names a workload; names
     reach reports only through each format's escaping."""
-    for i, ref in enumerate(at.items(("metadata", "ownerReferences"))):
+    for i in range(len(at.items(("metadata", "ownerReferences")))):
         path = ("metadata", "ownerReferences", i)
         if at.get(path, dict).get("controller") is True:
             return at.get(path + ("kind",), str, ""), at.get(path + ("name",), str, "")

@@ -18,11 +18,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from netpol.errors import LabError, NetnsError
 from netpol.lab.topology import LabState, require_root
-
-from netpol.errors import LabError
 from netpol.netns import run_in
-from netpol.errors import NetnsError
 
 FAMILIES = {"ipv4": 4, "ipv6": 6}
 _UDP_SENDS = 3  # datagrams per UDP probe, spread over the timeout, in case one is lost

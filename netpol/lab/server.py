@@ -18,9 +18,8 @@ import selectors
 import socket
 import sys
 
-from netpol.netns import run_in
-
 from netpol.errors import NetnsError
+from netpol.netns import run_in
 
 
 def _bind(ip: str, port: int, kind: int) -> socket.socket:

@@ -25,11 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from netpol.errors import LabError, NetnsError
 from netpol.netns import NETNS_RUN_DIR, run_in
-
-from netpol.errors import NetnsError
-
-from netpol.errors import LabError
 
 STATE_DIR = Path("/run/netpol")
 GATEWAY_V4 = "198.19.255.254"
@@ -228,7 +225,7 @@ def _is_v6(ip: str) -> bool:
 
 def _node_commands(hosts: Sequence[LabHost], pods: Sequence[str], ifaces: Sequence[str]) -> list[str]:
     cmds = ["link set lo up"]
-    for host, pod, iface in zip(hosts, pods, ifaces):
+    for host, pod, iface in zip(hosts, pods, ifaces, strict=False):
         cmds += [
             f"link add {iface} type veth peer name eth0 netns {pod}",
             f"link set {iface} up",
@@ -302,7 +299,7 @@ def _server_pids(prefix: str) -> list[int]:
 
 
 def _follows(args: list[bytes], flag: bytes, value: bytes) -> bool:
-    return any(a == flag and b == value for a, b in zip(args, args[1:]))
+    return any(a == flag and b == value for a, b in zip(args, args[1:], strict=False))
 
 
 def _alive(pid: int) -> bool:
@@ -392,7 +389,7 @@ def _build(hosts: list[LabHost], prefix: str, extra: tuple[tuple[int, str], ...]
     except (OSError, NetnsError) as exc:
         raise LabError(f"cannot set lab sysctls: {exc}") from exc
     _ip_batch(_node_commands(hosts, pods, ifaces), netns=node)
-    running = [(_start_ip_batch(_pod_commands(h), pod, False), pod) for h, pod in zip(hosts, pods)]
+    running = [(_start_ip_batch(_pod_commands(h), pod, False), pod) for h, pod in zip(hosts, pods, strict=False)]
     errors = []
     for proc, pod in running:  # wait for all before reporting, so no ip is left running
         try:
@@ -404,17 +401,17 @@ def _build(hosts: list[LabHost], prefix: str, extra: tuple[tuple[int, str], ...]
     ports = {h.key: h.ports for h in hosts}
     config = {
         pod: {"ips": list(h.ips), "ports": sorted({p for p, _ in h.ports} | {p for p, _ in extra})}
-        for h, pod in zip(hosts, pods)
+        for h, pod in zip(hosts, pods, strict=False)
     }
     pid = _start_server(prefix, config)
     return LabState(
         prefix=prefix,
         node_netns=node,
-        hosts={h.key: pod for h, pod in zip(hosts, pods)},
+        hosts={h.key: pod for h, pod in zip(hosts, pods, strict=False)},
         ips={h.key: h.ips for h in hosts},
         ports=ports,
         extra_ports=extra,
-        node_ifaces={h.key: iface for h, iface in zip(hosts, ifaces)},
+        node_ifaces={h.key: iface for h, iface in zip(hosts, ifaces, strict=False)},
         server_pid=pid,
     )
 

@@ -8,16 +8,15 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+# A probe that disagrees is asked once more, patiently: on a busy machine an allowed connection can
+from netpol.errors import LabError
 from netpol.evaluate.matrix import PortQuery, compute, resolve_port
-from netpol.k8s.model import Cluster, Pod
-from netpol.netns import run_in
 from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Cluster, Pod
 from netpol.lab import topology
 from netpol.lab.probe import Probe, probe
 from netpol.lab.topology import LabHost, LabState
-
-# A probe that disagrees is asked once more, patiently: on a busy machine an allowed connection can
-from netpol.errors import LabError
+from netpol.netns import run_in
 
 # A probe that disagrees is asked once more, patiently: on a busy machine an allowed connection can
 # miss a short timeout, while a dropped one stays dropped however long we wait.

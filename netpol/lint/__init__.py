@@ -4,10 +4,9 @@
     print(output.text(report.findings)); report.exit_code("error")
 """
 
+from netpol.lint.checks import CHECKS, all_checks
 from netpol.lint.config import Settings, load_settings
 from netpol.lint.engine import Finding, Report, lint, run_checks
-from netpol.lint.checks import CHECKS
 from netpol.lint.registry import Check
-from netpol.lint.checks import all_checks
 
 __all__ = ["CHECKS", "Check", "Finding", "Report", "Settings", "all_checks", "lint", "load_settings", "run_checks"]

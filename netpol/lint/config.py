@@ -22,8 +22,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 
 from netpol.errors import InputError
-from netpol.lint.registry import INPUT_ERROR, SEVERITIES, Location
 from netpol.lint.checks import all_checks
+from netpol.lint.registry import INPUT_ERROR, SEVERITIES, Location
 
 ANNOTATION = "netpol.io/lint-ignore"
 KEYS = ("select", "ignore", "fail-on", "tenant-label", "ipblock-pods", "severity", "exclude", "per-file-ignores")

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from netpol.evaluate.resolve import Options
+from netpol.lint.checks import all_checks
 from netpol.lint.config import Settings, enabled_codes, suppressed
 from netpol.lint.context import Context
 from netpol.lint.inputs import Input, load
 from netpol.lint.registry import INPUT_ERROR, Location, rank
-from netpol.lint.checks import all_checks
 
 
 @dataclass(frozen=True)

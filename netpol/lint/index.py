@@ -11,8 +11,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
-from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Rule
 from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Rule
 
 EVERY = LabelSelector()
 

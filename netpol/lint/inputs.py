@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from netpol.errors import InputError
 from netpol.k8s.load import _files, parse_text, read_file, read_text, stdin
-from netpol.k8s.source import Path_, RawObject
 from netpol.k8s.model import Cluster, NetworkPolicy, Pod
 from netpol.k8s.parse import build_cluster
+from netpol.k8s.source import Path_, RawObject
 from netpol.lint.registry import Location
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from netpol import __version__ as VERSION
 from netpol.escape import inert, plain, uri_path
-from netpol.lint.engine import Finding
 from netpol.lint.checks import all_checks
+from netpol.lint.engine import Finding
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}

@@ -24,18 +24,17 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import nftables
 
-from netpol.nft import netlink as nfnetlink
-
-from netpol.nft import listing as nftjson
 from netpol.errors import ApplyError, Unsupported
 from netpol.netns import run_in
+from netpol.nft import listing as nftjson
+from netpol.nft import netlink as nfnetlink
 from netpol.nft.ruleset import Ruleset
 
 Kind = Literal["none", "elements", "full"]
@@ -462,10 +461,10 @@ def _wire_change(d: _Delta, live: nftjson.LiveSet) -> nfnetlink.Change:
 def _verify(nl: nfnetlink.Channel, table: str, deltas: list[_Delta], changes: list[nfnetlink.Change]) -> list[str]:
     """Read every added element back by key: it must be there, with its verdict. (Deletions need
     no read: the kernel acknowledged each, and refuses to delete what is not there.)"""
-    asks = [(d.name, w) for d, c in zip(deltas, changes) for w in c.add
+    asks = [(d.name, w) for d, c in zip(deltas, changes, strict=False) for w in c.add
             if not (d.shape.interval and w == nfnetlink.zero_end(d.shape))]  # nft's placeholder: never answered
     got = nl.get(table, asks)
-    return [f"set {name}: {w.key.hex()} read back as {g}" for (name, w), g in zip(asks, got)
+    return [f"set {name}: {w.key.hex()} read back as {g}" for (name, w), g in zip(asks, got, strict=False)
             if g is None or (g.key, g.flags, g.verdict) != (w.key, w.flags, w.verdict)]
 
 

@@ -157,7 +157,7 @@ def elem_from_json(shape: SetShape, value: Any) -> Elem:
     fields = value["concat"] if len(shape.types) > 1 and isinstance(value, dict) else [value]
     if len(fields) != len(shape.types):
         return ((json.dumps(value, sort_keys=True),), data)
-    return (tuple(_json_atom(t, v) for t, v in zip(shape.types, fields)), data)
+    return (tuple(_json_atom(t, v) for t, v in zip(shape.types, fields, strict=False)), data)
 
 
 @functools.lru_cache(maxsize=1 << 18)  # the same pod addresses come back on every apply
@@ -171,7 +171,7 @@ def elem_from_text(shape: SetShape, text: str) -> Elem:
     fields = _CONCAT.split(key.strip()) if len(shape.types) > 1 else [key]
     if len(fields) != len(shape.types):
         return ((f"?{text}",), data)
-    return (tuple(_text_atom(t, v) for t, v in zip(shape.types, fields)), data)
+    return (tuple(_text_atom(t, v) for t, v in zip(shape.types, fields, strict=False)), data)
 
 
 def json_text(value: Any) -> str:
@@ -272,7 +272,7 @@ def structure_drift(live: dict[str, Any], want: dict[str, Any]) -> list[str]:
         elif key.startswith("rules ") and len(live[key]) != len(want[key]):
             out.append(f"{key}: {len(live[key])} live, want {len(want[key])}")
         elif key.startswith("rules ") and live[key] != want[key]:
-            i = next(i for i, (a, b) in enumerate(zip(live[key], want[key])) if a != b)
+            i = next(i for i, (a, b) in enumerate(zip(live[key], want[key], strict=False)) if a != b)
             out.append(f"{key}: rule {i} differs")
         elif live[key] != want[key]:
             out.append(f"{key}: declaration differs")
@@ -318,4 +318,4 @@ def unresolved(shape: SetShape, text: str) -> bool:
     key, _ = elem_from_text(shape, text)
     if len(key) != len(shape.types):
         return True
-    return any(isinstance(a, str) for t, a in zip(shape.types, key) if t in _ADDR_VERSION)
+    return any(isinstance(a, str) for t, a in zip(shape.types, key, strict=False) if t in _ADDR_VERSION)

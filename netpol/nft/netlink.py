@@ -85,7 +85,7 @@ def check_shape(shape: SetShape) -> None:
 def _value(shape: SetShape, values: Sequence[int]) -> bytes:
     """Key bytes: big-endian fields; in a concatenation each field fills 32-bit registers."""
     out = b""
-    for typ, v in zip(shape.types, values):
+    for typ, v in zip(shape.types, values, strict=False):
         raw = v.to_bytes(_WIDTH[typ], "big")
         out += raw + b"\0" * (-len(raw) % 4 if len(shape.types) > 1 else 0)
     return out

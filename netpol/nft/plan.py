@@ -18,10 +18,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netpol.k8s.model import Cluster, DIRECTIONS, EGRESS, INGRESS, IPAddress, LabelSelector, Namespace, NetworkPolicy, Peer, Pod, Rule
-from netpol.spans import Span, Spans, contains, merge, network_span, subtract
 from netpol.evaluate.resolve import Options
 from netpol.gcpause import gc_paused as paused_gc
+from netpol.k8s.model import (
+    DIRECTIONS,
+    EGRESS,
+    INGRESS,
+    Cluster,
+    IPAddress,
+    LabelSelector,
+    Namespace,
+    NetworkPolicy,
+    Peer,
+    Pod,
+    Rule,
+)
+from netpol.spans import Span, Spans, contains, merge, network_span, subtract
 
 FAMILIES = (4, 6)
 ALL_PORTS = (0, 65535)

@@ -33,12 +33,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netpol.nft.plan import ALL_PORTS, FAMILIES, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
-
 from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS
-from netpol.spans import Span, split_runs
 from netpol.nft.elements import address_json, address_text, port_json, port_text
+from netpol.nft.plan import ALL_PORTS, FAMILIES, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
 from netpol.nft.ruleset import Ruleset
+from netpol.spans import Span, split_runs
 
 ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert")
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
@@ -226,12 +225,12 @@ def _field_json(typ: str, value: Any) -> Any:
 
 
 def elem_text(s: NftSet, elem: Elem) -> str:
-    key = " . ".join(_field_text(t, v) for t, v in zip(s.types, elem[0]))
+    key = " . ".join(_field_text(t, v) for t, v in zip(s.types, elem[0], strict=False))
     return f"{key} : {elem[1]}" if s.verdicts else key
 
 
 def elem_json(s: NftSet, elem: Elem) -> Any:
-    fields = [_field_json(t, v) for t, v in zip(s.types, elem[0])]
+    fields = [_field_json(t, v) for t, v in zip(s.types, elem[0], strict=False)]
     key = fields[0] if len(fields) == 1 else {"concat": fields}
     if not s.verdicts:
         return key
@@ -428,7 +427,7 @@ def _walks(t: Table, plan: Plan, d: str) -> int:
             key, sel = (_point(a),), selecting.get(a, [])
             if not sel:
                 maps[0].add((key, denial[ns]))
-            for here, there in zip(sel, sel[1:]):
+            for here, there in zip(sel, sel[1:], strict=False):
                 if chunk_of[here] == chunk_of[there]:
                     nexts[here].add((key, f"goto {chain[there]}"))
                 else:  # back to the base chain, whose next dispatch map goes on

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 
 from netpol.evaluate.resolve import Options
 from netpol.gcpause import gc_paused as paused_gc
-from netpol.k8s.model import Cluster, DIRECTIONS, EGRESS, INGRESS, IPAddress, LabelSelector, Namespace, NetworkPolicy, Pod, Rule
+from netpol.k8s.model import (
+    DIRECTIONS,
+    EGRESS,
+    INGRESS,
+    Cluster,
+    IPAddress,
+    LabelSelector,
+    Namespace,
+    NetworkPolicy,
+    Pod,
+    Rule,
+)
 from netpol.nft import plan as plan_module
 from netpol.nft.plan import FAMILIES, Memory, NamedPort, Plan, PolicyPlan, RulePlan
 from netpol.spans import Spans, contains, merge, network_span, subtract, with_points

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.k8s.model import EGRESS
-from netpol.k8s.model import ContainerPort, LabelSelector, NetworkPolicy, Pod, Rule
 from netpol.evaluate.resolve import Endpoint, peer_matches, rule_ports_match
+from netpol.k8s.model import EGRESS, ContainerPort, LabelSelector, NetworkPolicy, Pod, Rule
 from netpol.lint.context import Context
 from netpol.lint.index import members
 from netpol.lint.registry import Hit, check

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.lint.context import PEERS_FIELD, Context
-
 from netpol.k8s.model import DIRECTIONS
+from netpol.lint.context import PEERS_FIELD, Context
 from netpol.lint.registry import Hit, check
 
 

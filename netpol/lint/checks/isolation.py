@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.k8s.model import INGRESS
-from netpol.k8s.model import NetworkPolicy, Rule
+from netpol.k8s.model import DIRECTIONS, INGRESS, NetworkPolicy, Rule
 from netpol.lint.context import Context
-from netpol.k8s.model import DIRECTIONS
 from netpol.lint.registry import Hit, check
 
 

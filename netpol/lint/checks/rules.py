@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from netpol.evaluate.explain import describe_peer
-
-from netpol.k8s.model import EGRESS, INGRESS
-from netpol.k8s.model import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
+from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS, IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
 from netpol.lint.context import PEERS_FIELD, Context
-from netpol.k8s.model import DIRECTIONS
 from netpol.lint.registry import Hit, check
 
 

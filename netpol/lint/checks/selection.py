@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 from netpol.evaluate.explain import describe_peer
 from netpol.evaluate.resolve import Endpoint, peer_matches
-from netpol.lint.context import PEERS_FIELD, Context
 from netpol.k8s.model import DIRECTIONS
-from netpol.lint.registry import Hit, check
 from netpol.lint.checks.dns import STAND_IN, _dns_pods
+from netpol.lint.context import PEERS_FIELD, Context
+from netpol.lint.registry import Hit, check
 
 
 @check("NP001", "policy-selects-nothing", "warning", "A policy selects no pod or workload in the input.")

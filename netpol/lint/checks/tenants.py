@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from netpol.evaluate.decide import decide
-
-from netpol.k8s.model import EGRESS, INGRESS
-from netpol.k8s.model import NetworkPolicy, Pod, Rule
 from netpol.evaluate.resolve import Endpoint, rule_ports_match
+from netpol.k8s.model import EGRESS, INGRESS, NetworkPolicy, Pod, Rule
+from netpol.lint.checks.dns import _dns_pods
 from netpol.lint.context import Context, Group
 from netpol.lint.index import first, members
 from netpol.lint.registry import Hit, check
-from netpol.lint.checks.dns import _dns_pods
 
 TRIES = 3  # destinations tried per group before giving up on it
 
