@@ -96,19 +96,18 @@ class Agent:
         build = self._build or builder(cfg)
         make_client = self._make_client or _client_factory(cfg)
         make_client()  # bad kubeconfig: a typed error now, not a retry loop later
-        if self.enforcer is None:
-            self.enforcer = Enforcer(cfg.netns)
-        self.reconciler = Reconciler(self.enforcer, build, self.metrics, debounce=cfg.debounce,
-                                     resync_period=cfg.resync_period, on_batch=self._on_batch)
-        self.metrics.add_rule_counters(lambda: self.enforcer.counters(cfg.table))
+        enforcer = self.enforcer = self.enforcer or Enforcer(cfg.netns)
+        reconciler = self.reconciler = Reconciler(enforcer, build, self.metrics, debounce=cfg.debounce,
+                                                  resync_period=cfg.resync_period, on_batch=self._on_batch)
+        self.metrics.add_rule_counters(lambda: enforcer.counters(cfg.table))
         if cfg.metrics_addr is not None:
             self.server = StatusServer(cfg.metrics_addr, self.metrics, ready=self.ready,
-                                       healthy=lambda: self.reconciler.alive).start()
-        self._protect()
-        self._loop = threading.Thread(target=self.reconciler.run, args=(self._stop,), name="reconcile", daemon=True)
+                                       healthy=lambda: reconciler.alive).start()
+        self._protect(enforcer)
+        self._loop = threading.Thread(target=reconciler.run, args=(self._stop,), name="reconcile", daemon=True)
         self._loop.start()
         for kind in KINDS:
-            w = Watcher(kind, make_client, self.reconciler.submit, self._stop, watch_timeout=cfg.watch_timeout,
+            w = Watcher(kind, make_client, reconciler.submit, self._stop, watch_timeout=cfg.watch_timeout,
                         backoff=cfg.watch_backoff,
                         on_restart=lambda k, why: self.metrics.watch_restarts.labels(k, why).inc())
             w.start()
@@ -118,17 +117,17 @@ class Agent:
             "audit": cfg.audit, "log_denied": cfg.log_denied}})
         return self
 
-    def _protect(self) -> None:
+    def _protect(self, enforcer: Enforcer) -> None:
         """Before the first sync: keep a previous agent's table, else apply the fail mode."""
         cfg = self.cfg
-        if self.enforcer.handles(cfg.table):
+        if enforcer.handles(cfg.table):
             log.info("keeping the previous table until the first sync replaces it", extra={"fields": {
                 "table": cfg.table}})
             return
         if cfg.fail_mode == "open":
             log.warning("fail-mode open: pod traffic is not policed until the first sync")
             return
-        self.enforcer.apply(bootstrap_ruleset(cfg.table, cfg.pod_cidrs))
+        enforcer.apply(bootstrap_ruleset(cfg.table, cfg.pod_cidrs))
         log.info("fail-mode closed: new forwarded connections dropped until the first sync", extra={"fields": {
             "pod_cidrs": ",".join(cfg.pod_cidrs) or "all forwarded"}})
 

@@ -20,7 +20,7 @@ import functools
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from netpol.errors import InputError
 from netpol.k8s.model import Cluster, LabelSelector, Namespace, NetworkPolicy, Pod
@@ -112,8 +112,10 @@ class Store:
             changed |= self._put(kind, obj)
         return changed
 
-    def _table(self, kind: Kind) -> dict:
-        return {"Namespace": self.namespaces, "Pod": self.pods, "NetworkPolicy": self.policies}[kind]
+    def _table(self, kind: Kind) -> dict[str, Any]:
+        tables: dict[str, dict[str, Any]] = {"Namespace": self.namespaces, "Pod": self.pods,
+                                             "NetworkPolicy": self.policies}
+        return tables[kind]
 
     def _delete(self, kind: Kind, ident: str) -> bool:
         self.invalid.pop(f"{kind} {ident}", None)
@@ -194,7 +196,7 @@ class Store:
             owns = e.pod.host_network or all(self._owner(ip) == key for ip in e.pod.ips)
             pod = e.pod if owns else e.bare
         _mark(self._held, key, e is not None and pod is None)
-        _mark(self._reused, key, pod is not None and pod is not e.pod)
+        _mark(self._reused, key, e is not None and pod is not None and pod is not e.pod)
         if pod is not self._settled.get(key):
             if pod is None:
                 del self._settled[key]
@@ -258,7 +260,7 @@ def _ident(obj: dict) -> str:
 def _deny_all(raw: RawObject) -> NetworkPolicy:
     """A policy we cannot read still isolates: its own selector if that parses, else the namespace."""
     meta = raw.data.get("metadata") or {}
-    spec = raw.data.get("spec") if isinstance(raw.data.get("spec"), dict) else {}
+    spec: dict = raw.data["spec"] if isinstance(raw.data.get("spec"), dict) else {}
     try:
         probe = RawObject({"kind": "NetworkPolicy", "metadata": meta,
                            "spec": {"podSelector": spec.get("podSelector")}}, raw.source)

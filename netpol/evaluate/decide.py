@@ -90,13 +90,14 @@ def side(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint) -> Side
     """The port-independent part of a side: the verdict when the side allows every connection
     regardless of rules, else the policies that isolate it (in cluster order)."""
     own, peer_ep = (src, dst) if direction == EGRESS else (dst, src)
-    if not own.policed:
+    pod = own.policed_pod
+    if pod is None:
         what = "an external address" if own.pod is None else "a host-network pod"
         return SideVerdict(isolated=False, allowed=True, reasons=(f"{own.label} is {what}; not policed",))
-    isolating = [p for p in cluster.policies_in(own.pod.namespace) if p.affects(direction) and selects(p, own.pod)]
+    isolating = [p for p in cluster.policies_in(pod.namespace) if p.affects(direction) and selects(p, pod)]
     if not isolating:
         return SideVerdict(isolated=False, allowed=True, reasons=(f"no policy selects {own.label} for {direction}",))
-    node = own.pod.node_name
+    node = pod.node_name
     if node and peer_ep.pod is not None and peer_ep.pod.host_network and peer_ep.pod.node_name == node:
         return SideVerdict(isolated=True, allowed=True, isolated_by=tuple(p.key for p in isolating),
                            reasons=(f"{peer_ep.label} is a host-network pod on {own.label}'s node {node}: "

@@ -176,8 +176,9 @@ class Engine:
                     block = peer.ip_block
                     if block is None or block in self._block_ranges:
                         continue
-                    (version, *whole), cut = _net(block.cidr), [_net(e)[1:] for e in block.except_]
-                    self._block_ranges[block] = (version, tuple(whole), cut)
+                    version, first, last = _net(block.cidr)
+                    whole, cut = (first, last), [(lo, hi) for _, lo, hi in map(_net, block.except_)]
+                    self._block_ranges[block] = (version, whole, cut)
                     for lo, hi in [whole, *cut]:
                         edges[version] |= {lo, hi + 1}
         return {v: sorted(e) for v, e in edges.items()}
@@ -432,7 +433,7 @@ class Engine:
         if src == dst:
             return diagonal[src]
         if (self._self_keys and self.keys[src] == self.keys[dst]) or (src, dst) in self._local_pairs:
-            return bool(self.allowed_many([src], [dst], query)[0])
+            return bool(self.allowed_many(np.array([src]), np.array([dst]), query)[0])
         return flat[sc[src] * width + dc[dst]] == 1
 
     def _fast_table(self, query: PortQuery) -> tuple:
@@ -494,7 +495,7 @@ class Matrix:
         return bool(self.bits[q][src, dst >> 3] & (0x80 >> (dst & 7)))
 
     def probes(self) -> list[dict]:
-        out = []
+        out: list[dict] = []
         for i, q in enumerate(self.queries):
             port, proto = q.port, q.protocol
             for src, row in zip(self.pods, self.grid(i).tolist(), strict=False):

@@ -48,6 +48,11 @@ class Endpoint:
         """Policies select it: a pod that is not on the host network."""
         return self.pod is not None and not self.pod.host_network
 
+    @property
+    def policed_pod(self) -> Pod | None:
+        """The pod, when policies select it."""
+        return self.pod if self.pod is not None and not self.pod.host_network else None
+
 
 def endpoint(cluster: Cluster, text: str) -> Endpoint:
     """`ns/pod`, `ns/kind/name` or an IP address (a pod's, or an external one)."""
@@ -100,9 +105,9 @@ def peer_matches(cluster: Cluster, policy: NetworkPolicy, peer: Peer, ep: Endpoi
             return False
         addr = ep.address(version)
         return addr is not None and peer.ip_block.contains(addr)
-    if not ep.policed:
+    pod = ep.policed_pod
+    if pod is None:
         return False  # selectors match pods only; host-network traffic comes from the node
-    pod = ep.pod
     if peer.namespace_selector is not None:
         if not peer.namespace_selector.matches(cluster.ns_labels(pod.namespace)):
             return False

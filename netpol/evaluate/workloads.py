@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
@@ -131,10 +132,11 @@ def _rule_blocks(cluster: Cluster, direction: str) -> dict[tuple, list[IPBlock]]
     return out
 
 
-def _edges(rules: dict[tuple, list[IPBlock]], cuts: Iterable[External], v6: bool) -> dict[int, list[int]]:
+def _edges(rules: dict[Any, list[IPBlock]], cuts: Iterable[External], v6: bool) -> dict[int, list[int]]:
     """Per address family, every point where some block or cut starts or stops."""
     edges: dict[int, set[int]] = {4: {0, 1 << 32}, **({6: {0, 1 << 128}} if v6 else {})}
-    bounds = [(b.network.version, iv) for blocks in rules.values() for b in blocks for iv in block_intervals(b)]
+    bounds: list[tuple[int, tuple[int, int]]] = [
+        (b.network.version, iv) for blocks in rules.values() for b in blocks for iv in block_intervals(b)]
     bounds += [(c.version, (c.first, c.last + 1)) for c in cuts]
     for version, pair in bounds:
         edges.setdefault(version, {0, 1 << _BITS[version]}).update(pair)
@@ -144,7 +146,7 @@ def _edges(rules: dict[tuple, list[IPBlock]], cuts: Iterable[External], v6: bool
 class _Atoms:
     """One direction's external ranges, and which rules' ipBlocks hold each range."""
 
-    def __init__(self, rules: dict[tuple, list[IPBlock]], cuts: Iterable[External], v6: bool) -> None:
+    def __init__(self, rules: dict[Any, list[IPBlock]], cuts: Iterable[External], v6: bool) -> None:
         self.ranges: list[External] = []
         self._starts: dict[int, list[int]] = {}
         self._offset: dict[int, int] = {}

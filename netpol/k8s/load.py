@@ -117,7 +117,7 @@ def _split(doc: dict, lines: dict[Path_, int], file: str,
         item_kind = kind[:-4]
         per_item: dict[int, tuple[dict, dict]] = {}
         for p, ln in lines.items():  # one pass, not one per item
-            if len(p) > 2 and p[0] == "items":
+            if len(p) > 2 and p[0] == "items" and isinstance(p[1], int):
                 sub_lines, sub_cols = per_item.setdefault(p[1], ({}, {}))
                 sub_lines[p[2:]] = ln
                 sub_cols[p[2:]] = cols.get(p, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import cast
 
 from netpol.errors import InputError
 from netpol.gcpause import gc_paused
@@ -21,6 +22,7 @@ from netpol.k8s.model import (
     Peer,
     Pod,
     PolicyPort,
+    Protocol,
     Requirement,
     Rule,
     Service,
@@ -150,17 +152,17 @@ def _ip_block(at: _At, path: Path_) -> IPBlock:
     excepts = []
     for i, text in enumerate(at.items(path + ("except",))):
         sub = _cidr(at, path + ("except", i), text)
-        if sub.version != net.version or not sub.subnet_of(net) or sub.prefixlen <= net.prefixlen:
+        if sub.version != net.version or not sub.subnet_of(net) or sub.prefixlen <= net.prefixlen:  # type: ignore[arg-type]
             raise at.fail(f"{text} must be a strict subset of cidr {cidr_text}", path + ("except", i))
         excepts.append(text)
     return IPBlock(cidr=cidr_text, except_=tuple(excepts))
 
 
-def _protocol(at: _At, path: Path_) -> str:
+def _protocol(at: _At, path: Path_) -> Protocol:
     proto = at.get(path, str, "TCP")
     if proto not in PROTOCOLS:
         raise at.fail(f"unsupported protocol {proto!r} (TCP, UDP or SCTP)", path)
-    return proto
+    return cast(Protocol, proto)
 
 
 def _port_value(at: _At, path: Path_) -> int | str | None:
@@ -280,9 +282,9 @@ def _container_ports(at: _At, spec: Path_) -> tuple[ContainerPort, ...]:
 
 
 def _pod_ips(at: _At) -> tuple[str, ...]:
-    found = [(("status", "podIPs", i, "ip"), at.get(("status", "podIPs", i, "ip"), str))
-             for i, _ in enumerate(at.items(("status", "podIPs")))]
-    found = [(p, ip) for p, ip in found if ip] or [
+    listed = [(("status", "podIPs", i, "ip"), at.get(("status", "podIPs", i, "ip"), str))
+              for i, _ in enumerate(at.items(("status", "podIPs")))]
+    found: list[tuple[Path_, str]] = [(p, ip) for p, ip in listed if ip] or [
         (("status", "podIP"), ip) for ip in [at.get(("status", "podIP"), str)] if ip]
     for path, ip in found:
         try:
@@ -415,7 +417,8 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
         else:
             pods.append(workload(raw))
     pods = _one_owner_per_address(pods, claims)
-    for name in {o.namespace for o in (*pods, *policies, *services)} | {"default"}:
+    used = {p.namespace for p in pods} | {p.namespace for p in policies} | {s.namespace for s in services}
+    for name in used | {"default"}:
         namespaces.setdefault(name, Namespace(name=name, labels={NS_NAME_LABEL: name}))
     return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),
                    services=tuple(services))

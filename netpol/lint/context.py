@@ -97,7 +97,7 @@ class Context:
 
     @cached_property
     def _isolated(self) -> dict[str, int]:
-        out = {}
+        out: dict[str, int] = {}
         for direction in DIRECTIONS:
             bits = 0
             for pol in self.cluster.policies:

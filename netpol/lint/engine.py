@@ -60,7 +60,9 @@ def run_checks(inp: Input, settings: Settings, timings: dict[str, float] | None 
     checks = all_checks()
     for code in enabled_codes(settings):
         t0 = time.perf_counter()
-        for where, message in checks[code].fn(ctx):
+        fn = checks[code].fn
+        assert fn is not None, code  # only NP000 has no function, and it is never enabled
+        for where, message in fn(ctx):
             ns_raw = inp.raw_of("Namespace", "", where.namespace) if where.namespace else None
             if not suppressed(code, where, settings, ns_raw):
                 out.append(_finding(code, where, message, settings))

@@ -246,12 +246,13 @@ class Enforcer:
     # ---- fast path --------------------------------------------------------
 
     def _nl(self) -> nfnetlink.Channel | None:
+        """The netlink channel, opened on first use; None where this kernel or netns has none."""
         if self._channel is None:
             try:
                 self._channel = nfnetlink.Channel(self.netns)
             except OSError:
                 self._channel = False
-        return self._channel or None
+        return self._channel if isinstance(self._channel, nfnetlink.Channel) else None
 
     def _genid(self) -> int | None:
         nl = self._nl()

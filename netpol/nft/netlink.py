@@ -22,6 +22,7 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from netpol.errors import NetlinkError, Unsupported
 from netpol.netns import run_in
@@ -126,11 +127,12 @@ def wires(shape: SetShape, elem: Elem) -> list[Wire]:
     verdict = _verdict(data) if shape.data == "verdict" and data is not None else None
     if shape.data is not None and verdict is None:
         raise Unsupported(f"set {shape.name}: element {elem!r} has no verdict")
+    spans = cast(tuple[tuple[int, int], ...], atoms)  # every atom is a span: checked above
     if not shape.interval:
-        if any(lo != hi for lo, hi in atoms):  # type: ignore[misc]
+        if any(lo != hi for lo, hi in spans):
             raise Unsupported(f"set {shape.name}: a range in a plain set")
-        return [Wire(_value(shape, [lo for lo, _ in atoms]), 0, verdict)]  # type: ignore[misc]
-    (lo, hi), = atoms  # type: ignore[misc]
+        return [Wire(_value(shape, [lo for lo, _ in spans]), 0, verdict)]
+    (lo, hi), = spans
     top = (1 << (8 * _WIDTH[shape.types[0]])) - 1
     if hi >= top:  # nft marks ranges open to the top with element user data; leave those to nft
         raise Unsupported(f"set {shape.name}: a range up to the last address")
@@ -288,8 +290,8 @@ class Channel:
                 continue
             _raise_error(kind, payload)
             listed = _first(payload[4:], LIST_ELEMENTS)
-            elem = _first(listed or b"", LIST_ELEM)
-            out.append(_decode_elem(elem) if elem is not None else None)
+            found = _first(listed or b"", LIST_ELEM)
+            out.append(_decode_elem(found) if found is not None else None)
         return out
 
 

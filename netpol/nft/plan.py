@@ -25,6 +25,7 @@ from netpol.k8s.model import (
     EGRESS,
     INGRESS,
     Cluster,
+    Direction,
     IPAddress,
     LabelSelector,
     Namespace,
@@ -57,7 +58,7 @@ class NamedPort:
 
 @dataclass(frozen=True)
 class RulePlan:
-    direction: str
+    direction: Direction
     index: int
     peers: Mapping[int, Spans] | None  # per family; None: any peer (from/to absent or empty)
     ports: tuple[PortRange, ...] | None  # merged per protocol; None: the rule has no numeric port entry
@@ -78,7 +79,7 @@ class RulePlan:
 class PolicyPlan:
     namespace: str
     name: str
-    directions: tuple[str, ...]  # the directions it isolates (policyTypes)
+    directions: tuple[Direction, ...]  # the directions it isolates (policyTypes)
     selected: Mapping[int, tuple[IPAddress, ...]]  # addresses of the local pods it selects
     ingress: tuple[RulePlan, ...] = ()
     egress: tuple[RulePlan, ...] = ()
@@ -90,7 +91,7 @@ class PolicyPlan:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    def rules(self, direction: str) -> tuple[RulePlan, ...]:
+    def rules(self, direction: Direction) -> tuple[RulePlan, ...]:
         return self.ingress if direction == INGRESS else self.egress
 
 
@@ -102,8 +103,8 @@ class Plan:
     policies: tuple[PolicyPlan, ...]  # every policy, sorted by key
     # direction -> local pod address -> its namespace (an address two isolated local pods claim,
     # which the agent never lets happen, goes to the greater key)
-    isolated: Mapping[str, Mapping[IPAddress, str]]
-    chains: Mapping[str, tuple[str, ...]]  # direction -> namespaces with a policy of that direction
+    isolated: Mapping[Direction, Mapping[IPAddress, str]]
+    chains: Mapping[Direction, tuple[str, ...]]  # direction -> namespaces with a policy of that direction
     memory: Memory | None = field(default=None, compare=False, repr=False)  # for update_plan
 
 
@@ -206,7 +207,7 @@ def _port_ranges(rule: Rule) -> tuple[PortRange, ...] | None:
         return None
     per_proto: dict[str, list[Span]] = {}
     for e in numeric:
-        span = ALL_PORTS if e.port is None else (e.port, e.end_port or e.port)
+        span = ALL_PORTS if not isinstance(e.port, int) else (e.port, e.end_port or e.port)
         per_proto.setdefault(e.protocol, []).append(span)
     return tuple(PortRange(proto, lo, hi) for proto in sorted(per_proto) for lo, hi in merge(per_proto[proto]))
 
@@ -222,12 +223,12 @@ def _holders(ctx: _Ctx, peers: Mapping[int, Spans]) -> Iterator[Pod]:
 def _named_ports(rule: Rule, targets: Iterable[Pod], peers: Mapping[int, Spans] | None
                  ) -> dict[int, frozenset[NamedPort]] | None:
     """Named ports mean what the destination pod calls them, protocol included, per pod address."""
-    entries = [e for e in rule.ports if isinstance(e.port, str)]
+    entries = [(e.protocol, e.port) for e in rule.ports if isinstance(e.port, str)]
     if not entries:
         return None
     out: dict[int, set[NamedPort]] = {v: set() for v in FAMILIES}
     for pod in targets:
-        found = [(e.protocol, cp.port) for e in entries for cp in pod.named_port(e.port) if cp.protocol == e.protocol]
+        found = [(proto, cp.port) for proto, name in entries for cp in pod.named_port(name) if cp.protocol == proto]
         if not found:
             continue
         for addr in pod.addresses:
@@ -237,7 +238,7 @@ def _named_ports(rule: Rule, targets: Iterable[Pod], peers: Mapping[int, Spans] 
     return {v: frozenset(s) for v, s in out.items()}
 
 
-def _rule(ctx: _Ctx, pol: NetworkPolicy, direction: str, index: int, rule: Rule,
+def _rule(ctx: _Ctx, pol: NetworkPolicy, direction: Direction, index: int, rule: Rule,
           selected: list[Pod]) -> RulePlan:
     peers = _peer_spans(ctx, pol, rule)
     if direction == INGRESS:  # the destination is the selected pod
@@ -306,7 +307,8 @@ def _compile(cluster: Cluster, node: str | None, opts: Options) -> Plan:
     local = [p for p in policed if node is None or p.node_name == node]
     ctx = _Ctx(cluster, opts, _Index(cluster, policed), _address_index(addressed),
                _points(a for p in policed for a in p.addresses))
-    policies, isolating = [], {d: set() for d in DIRECTIONS}
+    policies: list[PolicyPlan] = []
+    isolating: dict[Direction, set[int]] = {d: set() for d in DIRECTIONS}
     for pol in sorted(cluster.policies, key=lambda p: p.key):
         planned, selected = _policy(ctx, pol, lambda p: node is None or p.node_name == node)
         policies.append(planned)

@@ -33,11 +33,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS
+from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS, Direction
 from netpol.nft.elements import address_json, address_text, port_json, port_text
 from netpol.nft.plan import ALL_PORTS, FAMILIES, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
 from netpol.nft.ruleset import Ruleset
-from netpol.spans import Span, split_runs
+from netpol.spans import Span, Spans, split_runs
 
 ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert")
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
@@ -110,7 +110,7 @@ def _goto(chain: str) -> Expr:
     return Expr(f"goto {chain}", {"goto": {"target": chain}})
 
 
-def log_prefix(namespace: str, direction: str) -> str:
+def log_prefix(namespace: str, direction: Direction) -> str:
     """The kernel log prefix of a denied (or, under audit, would-be denied) connection."""
     return _checked(f"netpol deny {direction} {ident(namespace)} ")
 
@@ -264,7 +264,7 @@ def _checked(text: str) -> str:
     return text
 
 
-def chain_name(direction: str, namespace: str) -> str:
+def chain_name(direction: Direction, namespace: str) -> str:
     return f"{'in' if direction == INGRESS else 'eg'}_{short_id(namespace)}"
 
 
@@ -284,7 +284,7 @@ def _point(address: Any) -> Span:
     return int(address), int(address)
 
 
-def policy_chain(pid: str, direction: str, version: int) -> str:
+def policy_chain(pid: str, direction: Direction, version: int) -> str:
     return f"p_{pid}_{SHORT[direction]}{version}"
 
 
@@ -302,17 +302,30 @@ def _peer_sets(t: Table, base: str, r: RulePlan) -> dict[int, list[tuple[str, in
         return out
     for v in FAMILIES:
         out[v] = []
+        spans = r.peers[v]
         if v not in r.blocks:
             if r.selectors:
-                out[v].append((t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)), lambda v=v: (
-                    (((p, p),), None) for lo, hi in r.peers[v] for p in range(lo, hi + 1)), r), HASH))
+                out[v].append((t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)),
+                                         functools.partial(_point_elems, spans), r), HASH))
             continue
-        runs = functools.cache(functools.partial(split_runs, r.peers[v], POINTS))  # only if not reused
+        runs = functools.cache(functools.partial(split_runs, spans, POINTS))  # only if not reused
         out[v].append((t.declare(NftSet(f"{base}_peer{v}", (ADDR_TYPE[v],)),
-                                 lambda runs=runs: ((((p, p),), None) for p in runs()[0]), r), HASH))
+                                 functools.partial(_run_points, runs), r), HASH))
         out[v].append((t.declare(NftSet(f"{base}_span{v}", (ADDR_TYPE[v],), interval=True),
-                                 lambda runs=runs: (((s,), None) for s in runs()[1]), r), INTERVAL))
+                                 functools.partial(_run_spans, runs), r), INTERVAL))
     return out
+
+
+def _point_elems(spans: Spans) -> Iterator[Elem]:
+    return ((((p, p),), None) for lo, hi in spans for p in range(lo, hi + 1))
+
+
+def _run_points(runs: Callable[[], tuple[tuple[int, ...], Spans]]) -> Iterator[Elem]:
+    return ((((p, p),), None) for p in runs()[0])
+
+
+def _run_spans(runs: Callable[[], tuple[tuple[int, ...], Spans]]) -> Iterator[Elem]:
+    return (((s,), None) for s in runs()[1])
 
 
 def _named_sets(t: Table, base: str, r: RulePlan) -> dict[int, str]:
@@ -356,7 +369,10 @@ def _rule_nft(t: Table, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tupl
                 yield v, cost + extra, NftRule((*match, _in_set(_addr(v, other), name), *accept), note)
 
 
-def _policy(t: Table, pol: PolicyPlan) -> dict[tuple[str, int], list[tuple[int, NftRule]]]:
+Ranked = dict[tuple[Direction, int], list[tuple[int, NftRule]]]  # (direction, family) -> (cost, rule)
+
+
+def _policy(t: Table, pol: PolicyPlan) -> Ranked:
     """Declares the policy's sets; its rules with their costs per (direction, family), for each
     direction it isolates and has rules in (a policy without rules only isolates)."""
     pid = short_id(pol.key)
@@ -373,8 +389,7 @@ def _policy(t: Table, pol: PolicyPlan) -> dict[tuple[str, int], list[tuple[int, 
     return out
 
 
-def _walk_chain(group: list[PolicyPlan], bodies: Mapping[str, Mapping[tuple[str, int], list[tuple[int, NftRule]]]],
-                d: str, v: int) -> NftChain:
+def _walk_chain(group: list[PolicyPlan], bodies: Mapping[str, Ranked], d: Direction, v: int) -> NftChain:
     """The rules of a group's policies, cheapest first (a stable sort: equal costs keep plan and
     policy order), then the walk's end."""
     ranked = [item for pol in group for item in bodies[pol.key][(d, v)]]
@@ -384,11 +399,11 @@ def _walk_chain(group: list[PolicyPlan], bodies: Mapping[str, Mapping[tuple[str,
 
 # ---- walks: which chains a pod's packets pass -----------------------------
 
-def dispatch_map(direction: str, version: int, chunk: int = 0) -> str:
+def dispatch_map(direction: Direction, version: int, chunk: int = 0) -> str:
     return f"{direction}{version}" + (f"_{chunk}" if chunk else "")
 
 
-def walked(plan: Plan, d: str) -> list[list[PolicyPlan]]:
+def walked(plan: Plan, d: Direction) -> list[list[PolicyPlan]]:
     """Policies that isolate in direction d and have rules in it, grouped by namespace and
     podSelector (a group selects the same pods, so its rules share one chain per family and
     the walk takes one step for it), in plan order; a group is named after its first policy."""
@@ -400,7 +415,7 @@ def walked(plan: Plan, d: str) -> list[list[PolicyPlan]]:
     return list(groups.values())
 
 
-def _walks(t: Table, plan: Plan, d: str) -> int:
+def _walks(t: Table, plan: Plan, d: Direction) -> int:
     """Declares the dispatch maps of direction d and the policies' next maps, filled with every
     local isolated pod's walk; returns the number of chunks. A walk ends in the static goto of
     its last policy chain: the kernel re-validates the jump graph on every jump or goto element
@@ -442,7 +457,7 @@ def _walks(t: Table, plan: Plan, d: str) -> int:
     return chunks
 
 
-def _walk_end(pol: PolicyPlan, d: str, v: int) -> tuple[NftRule, NftRule]:
+def _walk_end(pol: PolicyPlan, d: Direction, v: int) -> tuple[NftRule, NftRule]:
     """The next policy selecting the pod, if any (or back to the base chain for the next chunk);
     else the namespace's default deny."""
     own = "saddr" if d == EGRESS else "daddr"
@@ -460,14 +475,14 @@ def _guard(first: bool) -> list[NftRule]:
             NftRule((ND, COUNTER, _verdict("accept")), "ipv6 neighbour discovery")]
 
 
-def _dispatch(d: str, chunks: int) -> list[NftRule]:
+def _dispatch(d: Direction, chunks: int) -> list[NftRule]:
     fld = "saddr" if d == EGRESS else "daddr"
     return [NftRule((_vmap(_addr(v, fld), dispatch_map(d, v, k)),),
                     f"{d} dispatch ipv{v}" + (f" #{k}" if k else ""))
             for v in FAMILIES for k in range(chunks)]
 
 
-def _default_deny(d: str, ns: str, deny: str) -> tuple[NftRule, ...]:
+def _default_deny(d: Direction, ns: str, deny: str) -> tuple[NftRule, ...]:
     """drop; log: log (rate-limited) then drop; audit: log and count, then accept."""
     note = f"{ident(ns)} default deny {d}"
     drop = NftRule((COUNTER, _verdict("drop")), note)

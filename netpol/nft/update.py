@@ -19,6 +19,7 @@ from netpol.k8s.model import (
     EGRESS,
     INGRESS,
     Cluster,
+    Direction,
     IPAddress,
     LabelSelector,
     Namespace,
@@ -30,7 +31,7 @@ from netpol.nft import plan as plan_module
 from netpol.nft.plan import FAMILIES, Memory, NamedPort, Plan, PolicyPlan, RulePlan
 from netpol.spans import Spans, contains, merge, network_span, subtract, with_points
 
-RuleKey = tuple[int, str, int]  # (index in plan.policies, direction, rule index)
+RuleKey = tuple[int, Direction, int]  # (index in plan.policies, direction, rule index)
 
 
 class _Rules:
@@ -135,7 +136,7 @@ class _Update:
             for a in dict.fromkeys(pod.addresses):
                 self.before.setdefault(a, self.mem.holders.get(a, ()))
                 rest = tuple(p for p in self.holders.get(a, ()) if p is not old)
-                if sign > 0:
+                if sign > 0 and new is not None:
                     rest += (new,)
                 if rest:
                     self.holders[a] = rest
@@ -163,7 +164,7 @@ class _Update:
         j, d, i = key
         return self.old.policies[j].rules(d)[i]
 
-    def _isolates(self, fit: _Fit, d: str) -> bool:
+    def _isolates(self, fit: _Fit, d: Direction) -> bool:
         return any(d in self.old.policies[j].directions for j in fit.selected)
 
     # ---- one address -----------------------------------------------------
@@ -182,7 +183,9 @@ class _Update:
             block = self.rules.blocks.get(key)
             want = inside[key] = any(key in f.peers for _, f in policed) or (
                 block is not None and (self.mem.opts.ipblock_pods or not policed) and contains(block[v], x))
-            if want != contains(self._rule(key).peers[v], x):
+            peers = self._rule(key).peers
+            assert peers is not None  # a rule with from/to
+            if want != contains(peers[v], x):
                 self.peers.setdefault((key, v), ([], []))[not want].append(x)
         for key, names in self.rules.named.items():
             self._named(a, key, names, here, local, inside)
@@ -205,6 +208,7 @@ class _Update:
             targets = here if rp.peers is None or inside[key] else ()
         want = {NamedPort(a, proto, port) for p in targets for proto, port in _found(p, names)}
         maybe = want | {NamedPort(a, proto, port) for p in self.before[a] for proto, port in _found(p, names)}
+        assert rp.named is not None  # a rule with named ports
         have = {n for n in maybe if n in rp.named[a.version]}
         if want != have:
             adds, drops = self.named.setdefault((key, a.version), (set(), set()))
@@ -222,7 +226,8 @@ class _Update:
             pod = self.pods.get(key)
             here = pod is not None and self._local(pod)
             _place(pods, key, here)
-            _place(enforced, key, here and any(self._isolates(self._fit(pod), d) for d in DIRECTIONS))
+            _place(enforced, key, pod is not None and here
+                   and any(self._isolates(self._fit(pod), d) for d in DIRECTIONS))
         touched = {j for j, _ in self.sel} | {k[0] for k, _ in self.peers} | {k[0] for k, _ in self.named}
         policies = tuple(self._policy(j, pp) if j in touched else pp for j, pp in enumerate(old.policies))
         isolated = {d: self.isolated.get(d, old.isolated[d]) for d in DIRECTIONS}
@@ -236,11 +241,13 @@ class _Update:
 
     def _rule_plan(self, key: RuleKey, rp: RulePlan) -> RulePlan:
         peers, named = rp.peers, rp.named
-        if any((key, v) in self.peers for v in FAMILIES):
-            peers = {v: with_points(rp.peers[v], *self.peers.get((key, v), ((), ()))) for v in FAMILIES}
-        if any((key, v) in self.named for v in FAMILIES):
-            named = {v: (rp.named[v] - self.named[key, v][1]) | self.named[key, v][0] if (key, v) in self.named
-                     else rp.named[v] for v in FAMILIES}
+        if rp.peers is not None and any((key, v) in self.peers for v in FAMILIES):
+            old_peers = rp.peers
+            peers = {v: with_points(old_peers[v], *self.peers.get((key, v), ((), ()))) for v in FAMILIES}
+        if rp.named is not None and any((key, v) in self.named for v in FAMILIES):
+            old_named = rp.named
+            named = {v: (old_named[v] - self.named[key, v][1]) | self.named[key, v][0] if (key, v) in self.named
+                     else old_named[v] for v in FAMILIES}
         return rp if peers is rp.peers and named is rp.named else dataclasses.replace(rp, peers=peers, named=named)
 
 

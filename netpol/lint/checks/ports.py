@@ -30,21 +30,21 @@ def named_port(ctx: Context) -> Iterator[Hit]:
     for pol in ctx.cluster.policies:
         for direction in DIRECTIONS:
             for i, rule in enumerate(pol.rules(direction)):
-                named = [(j, e) for j, e in enumerate(rule.ports) if isinstance(e.port, str)]
+                named = [(j, e, e.port) for j, e in enumerate(rule.ports) if isinstance(e.port, str)]
                 if not named:
                     continue
                 dests = idx.selected(pol) if direction == INGRESS else idx.rule_peers(pol, rule)
                 if not dests:
                     continue
-                for j, entry in named:
-                    if dests & idx.declares(entry.port, entry.protocol):
+                for j, entry, name in named:
+                    if dests & idx.declares(name, entry.protocol):
                         continue
-                    others = [p for p in PROTOCOLS if p != entry.protocol and dests & idx.declares(entry.port, p)]
+                    others = [p for p in PROTOCOLS if p != entry.protocol and dests & idx.declares(name, p)]
                     whom = "pods it selects" if direction == INGRESS else "pods its peers match"
                     msg = f"{direction} rule {i} port {entry.protocol}/{entry.port}: none of the {whom} " \
                           f"declares a {entry.protocol} port named {entry.port!r}"
                     if others:
-                        holders = idx.keys(dests & idx.declares(entry.port, others[0]), 2)
+                        holders = idx.keys(dests & idx.declares(name, others[0]), 2)
                         msg += f" ({holders} declare{'s' if ',' not in holders else ''} it as {others[0]}; " \
                                f"set protocol: {others[0]})"
                     yield ctx.at_rule(pol, direction, i, "ports", j, "port"), msg

@@ -43,7 +43,7 @@ def _pod_only(peer: Peer) -> bool:
 
 def _and_selects_nothing(ctx: Context, ns_peer: Peer, pod_peer: Peer) -> bool:
     """Evidence the OR was meant: the namespaces have pods in the input, and none matches the podSelector."""
-    if not ctx.has_pods:
+    if not ctx.has_pods or ns_peer.namespace_selector is None or pod_peer.pod_selector is None:
         return False
     populated = [ns for ns in ctx.index.namespaces(ns_peer.namespace_selector) if ctx.index.in_ns.get(ns)]
     return bool(populated) and not any(ctx.index.pods_in(pod_peer.pod_selector, ns) for ns in populated)
@@ -77,6 +77,7 @@ def split_peers(ctx: Context) -> Iterator[Hit]:
                     if _and_selects_nothing(ctx, ns_peer, peer):
                         continue
                     k = rule.peers.index(ns_peer)
+                    assert peer.pod_selector is not None and ns_peer.namespace_selector is not None
                     yield ctx.at_rule(pol, direction, i, PEERS_FIELD[direction], j), \
                         f"{direction} rule {i}: peers {k} and {j} are separate (OR): " \
                         f"{describe_peer(pol, ns_peer)}, or {describe_peer(pol, peer)}; for pods " \
@@ -101,10 +102,11 @@ def _ports_within(a: Rule, b: Rule) -> bool:
 
 
 def _block_within(a: IPBlock, b: IPBlock) -> bool:
-    if a.network.version != b.network.version or not a.network.subnet_of(b.network):
+    if a.network.version != b.network.version or not a.network.subnet_of(b.network):  # type: ignore[arg-type]
         return False
-    # every hole of b inside a must be a hole of a too
-    return all(not e.overlaps(a.network) or any(e.subnet_of(h) for h in a.excepts) for e in b.excepts)
+    # every hole of b inside a must be a hole of a too (the versions agree: checked above)
+    return all(not e.overlaps(a.network) or any(e.subnet_of(h) for h in a.excepts)  # type: ignore[arg-type]
+               for e in b.excepts)
 
 
 def _peers_within(ctx: Context, pol: NetworkPolicy, a: Rule, b: Rule) -> tuple[bool, bool]:
