@@ -11,9 +11,9 @@ import itertools
 import textwrap
 
 from netpol.evaluate.decide import Verdict, decide
-from netpol.evaluate.resolve import Options, endpoint
+from netpol.evaluate.resolve import endpoint
 from netpol.k8s.load import parse_text
-from netpol.k8s.model import Cluster
+from netpol.k8s.model import Cluster, Options
 from netpol.k8s.parse import build_cluster
 from netpol.k8s.parse import pod as parse_pod
 from netpol.k8s.source import RawObject, Source

@@ -16,7 +16,7 @@ from test_apply import ELEMENTS, SKELETON, connects, netns_maker, nft, rule_hand
 from test_render import world
 
 from netpol.errors import ApplyError
-from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Options
 from netpol.netns import run_in
 from netpol.nft.apply import Enforcer
 from netpol.nft.plan import compile_plan

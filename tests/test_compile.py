@@ -8,7 +8,7 @@ import random
 import pytest
 from builders import cluster, container_ports, namespace, pod, policy
 
-from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Options
 from netpol.nft.elements import address_json, address_text, port_text
 from netpol.nft.plan import NamedPort, PortRange, compile_plan
 from netpol.spans import contains, merge, subtract

@@ -12,8 +12,7 @@ from builders import cluster, cluster_sharing, container_ports, namespace, pod, 
 from test_compile_index import APPS, TIERS, _selector
 
 import netpol.nft.plan as compile_module
-from netpol.evaluate.resolve import Options
-from netpol.k8s.model import Cluster, Pod
+from netpol.k8s.model import Cluster, Options, Pod
 from netpol.nft.plan import Plan, compile_plan
 from netpol.nft.update import update_plan
 

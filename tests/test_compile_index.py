@@ -8,8 +8,8 @@ import random
 import pytest
 from builders import cluster, container_ports, namespace, pod, policy
 
-from netpol.evaluate.resolve import Endpoint, Options, peer_matches, selects
-from netpol.k8s.model import DIRECTIONS, Cluster
+from netpol.evaluate.resolve import Endpoint, peer_matches, selects
+from netpol.k8s.model import DIRECTIONS, Cluster, Options
 from netpol.nft.plan import FAMILIES, NamedPort, compile_plan
 from netpol.spans import merge
 

@@ -24,8 +24,9 @@ from builders import (
 
 from netpol.errors import QueryError
 from netpol.evaluate.conns import connections
-from netpol.evaluate.resolve import Options, endpoint
+from netpol.evaluate.resolve import endpoint
 from netpol.k8s.load import parse_text
+from netpol.k8s.model import Options
 from netpol.k8s.parse import build_cluster
 from netpol.k8s.source import RawObject, Source
 

@@ -23,9 +23,9 @@ import netpol.cli.enforce  # noqa: F401  (registers render and enforce)
 from netpol.cli import app
 from netpol.evaluate.decide import decide
 from netpol.evaluate.matrix import PortQuery
-from netpol.evaluate.resolve import Endpoint, Options
+from netpol.evaluate.resolve import Endpoint
 from netpol.k8s import load_cluster
-from netpol.k8s.model import Cluster
+from netpol.k8s.model import Cluster, Options
 from netpol.lab import LabHost, Probe, probe, topology
 from netpol.lab.verify import compare, hosts_for, lab_pods
 from netpol.nft.apply import Enforcer

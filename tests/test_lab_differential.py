@@ -28,8 +28,8 @@ from ruamel.yaml import YAML
 from netpol.errors import ApplyError
 from netpol.evaluate.decide import decide
 from netpol.evaluate.matrix import PortQuery, compute, resolve_port
-from netpol.evaluate.resolve import Endpoint, Options
-from netpol.k8s.model import Cluster
+from netpol.evaluate.resolve import Endpoint
+from netpol.k8s.model import Cluster, Options
 from netpol.k8s.parse import build_cluster
 from netpol.k8s.source import RawObject, Source
 from netpol.lab import LabHost, Probe, topology

@@ -6,8 +6,8 @@ from builders import cluster, namespace, pod
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netpol.evaluate.resolve import Endpoint, Options, peer_matches, selects
-from netpol.k8s.model import IPBlock, LabelSelector, NetworkPolicy, Peer, Requirement, Rule
+from netpol.evaluate.resolve import Endpoint, peer_matches, selects
+from netpol.k8s.model import IPBlock, LabelSelector, NetworkPolicy, Options, Peer, Requirement, Rule
 from netpol.k8s.source import Source
 from netpol.lint.index import Index, members
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from netpol.evaluate.decide import decide
 from netpol.evaluate.matrix import Engine, PortQuery, compute, resolve_port
-from netpol.evaluate.resolve import Endpoint, Options, selects
+from netpol.evaluate.resolve import Endpoint, selects
+from netpol.k8s.model import Options
 from netpol.k8s.parse import build_cluster
 from netpol.k8s.source import RawObject, Source
 

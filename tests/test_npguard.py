@@ -30,9 +30,9 @@ from conftest import CORPUS
 
 from netpol.errors import InputError
 from netpol.evaluate.conns import ConnSet
-from netpol.evaluate.resolve import Options
 from netpol.evaluate.workloads import External, connectivity, parse_conns, workload_name
 from netpol.k8s.load import load_paths
+from netpol.k8s.model import Options
 from netpol.k8s.parse import build_cluster
 from netpol.k8s.source import RawObject
 

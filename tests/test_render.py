@@ -27,8 +27,8 @@ from builders import cluster, container_ports, e2e_objects, namespace, pod, poli
 
 import netpol.nft.render as render_module
 from netpol.evaluate.decide import decide
-from netpol.evaluate.resolve import Endpoint, Options
-from netpol.k8s.model import Cluster, Pod
+from netpol.evaluate.resolve import Endpoint
+from netpol.k8s.model import Cluster, Options, Pod
 from netpol.lab import Probe, probe, topology
 from netpol.lab.verify import hosts_for, lab_pods
 from netpol.nft.apply import Enforcer

@@ -11,7 +11,7 @@ import pytest
 from builders import namespace
 from test_compile_incremental import _build, _changes, _churn, _pod, _policies
 
-from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Options
 from netpol.nft.plan import compile_plan
 from netpol.nft.render import render
 from netpol.nft.ruleset import Ruleset

@@ -24,10 +24,9 @@ from typer.testing import CliRunner
 from netpol.agent.store import Event, Store
 from netpol.cli import _register, app
 from netpol.errors import InputError
-from netpol.evaluate.resolve import Options
 from netpol.k8s import load_cluster
 from netpol.k8s.load import parse_text
-from netpol.k8s.model import NS_NAME_LABEL, Cluster, Namespace
+from netpol.k8s.model import NS_NAME_LABEL, Cluster, Namespace, Options
 from netpol.k8s.parse import build_cluster
 from netpol.lab import Probe, probe
 from netpol.nft.apply import Enforcer

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from netpol.cli import _register, app
 from netpol.evaluate.conns import connections
-from netpol.evaluate.resolve import Endpoint, Options
+from netpol.evaluate.resolve import Endpoint
 from netpol.evaluate.workloads import ALL_CONNS, NO_CONNS, External, conn_minus, connectivity, parse_conns, workloads
 from netpol.k8s.load import parse_text
+from netpol.k8s.model import Options
 from netpol.k8s.parse import build_cluster
 from netpol.k8s.source import RawObject, Source
 

@@ -22,7 +22,7 @@ from netpol.agent.reconcile import BatchReport, Build, Reconciler
 from netpol.agent.source import Backoff, Watcher, short_error
 from netpol.agent.store import KINDS
 from netpol.errors import NetpolError
-from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Options
 from netpol.nft.apply import Enforcer
 
 log = logging.getLogger("netpol.agent")

@@ -10,9 +10,8 @@ import typer
 
 from netpol.errors import NetpolError
 from netpol.escape import inert, plain
-from netpol.evaluate.resolve import Options
 from netpol.k8s import load_cluster
-from netpol.k8s.model import Cluster
+from netpol.k8s.model import Cluster, Options
 
 Filenames = Annotated[list[str] | None, typer.Option(
     "-f", "--filename", help="File, folder (recursive) or - for stdin; repeatable.")]

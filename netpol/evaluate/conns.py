@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netpol.evaluate.decide import SideVerdict, same_pod, side
-from netpol.evaluate.resolve import Endpoint, Options, family, peer_matches, rule_port_spans
-from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster
+from netpol.evaluate.resolve import Endpoint, family, peer_matches, rule_port_spans
+from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, Options
 from netpol.spans import intersect, merge
 
 MAX_PORT = 65535

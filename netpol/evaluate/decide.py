@@ -10,8 +10,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from netpol.evaluate import explain
-from netpol.evaluate.resolve import Endpoint, Options, family, peer_matches, rule_ports_match, selects
-from netpol.k8s.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Rule
+from netpol.evaluate.resolve import Endpoint, family, peer_matches, rule_ports_match, selects
+from netpol.k8s.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Options, Rule
 
 
 class RuleRef(BaseModel):

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import ConnSet
-from netpol.evaluate.resolve import Options
 from netpol.evaluate.workloads import Connectivity, External, conn_minus, connectivity, external_ranges
-from netpol.k8s.model import Cluster
+from netpol.k8s.model import Cluster, Options
 
 KINDS = ("added", "changed", "removed")
 

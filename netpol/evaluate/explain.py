@@ -5,8 +5,8 @@ The decision is `decide`'s; this module only says it (lint uses the same phrases
 
 from __future__ import annotations
 
-from netpol.evaluate.resolve import Endpoint, Options, ns_selector_names
-from netpol.k8s.model import INGRESS, NetworkPolicy, Peer, PolicyPort, Rule
+from netpol.evaluate.resolve import Endpoint, ns_selector_names
+from netpol.k8s.model import INGRESS, NetworkPolicy, Options, Peer, PolicyPort, Rule
 
 
 def describe_peer(policy: NetworkPolicy, peer: Peer) -> str:

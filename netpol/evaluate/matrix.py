@@ -22,8 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from netpol.evaluate.resolve import Options
-from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Rule
+from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Options, Peer, Pod, PolicyPort, Rule
 
 
 class PortQuery(NamedTuple):

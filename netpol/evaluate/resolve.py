@@ -13,18 +13,12 @@ from netpol.k8s.model import (
     IPAddress,
     LabelSelector,
     NetworkPolicy,
+    Options,
     Peer,
     Pod,
     PolicyPort,
     Rule,
 )
-
-
-@dataclass(frozen=True)
-class Options:
-    """Choices where implementations differ."""
-
-    ipblock_pods: bool = True  # ipBlock matches pod addresses too (what upstream e2e expects)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any
 
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
-from netpol.evaluate.resolve import Endpoint, Options
-from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, IPBlock, LabelSelector, Pod
+from netpol.evaluate.resolve import Endpoint
+from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, IPBlock, LabelSelector, Options, Pod
 from netpol.spans import subtract
 
 _BITS = {4: 32, 6: 128}

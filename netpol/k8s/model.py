@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from typing import Literal
@@ -34,6 +35,13 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
                   "ReplicationController", "Job", "CronJob")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Options:
+    """Choices where implementations differ."""
+
+    ipblock_pods: bool = True  # ipBlock matches pod addresses too (what upstream e2e expects)
 
 
 class Frozen(BaseModel):

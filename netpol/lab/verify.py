@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 # A probe that disagrees is asked once more, patiently: on a busy machine an allowed connection can
 from netpol.errors import LabError
 from netpol.evaluate.matrix import PortQuery, compute, resolve_port
-from netpol.evaluate.resolve import Options
-from netpol.k8s.model import Cluster, Pod
+from netpol.k8s.model import Cluster, Options, Pod
 from netpol.lab import topology
 from netpol.lab.probe import Probe, probe
 from netpol.lab.topology import LabHost, LabState

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from netpol.evaluate.resolve import Options
-from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS, NS_NAME_LABEL, NetworkPolicy, Pod
+from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS, NS_NAME_LABEL, NetworkPolicy, Options, Pod
 from netpol.k8s.source import Path_
 from netpol.lint.index import Index, first
 from netpol.lint.inputs import Input

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from netpol.evaluate.resolve import Options
+from netpol.k8s.model import Options
 from netpol.lint.checks import all_checks
 from netpol.lint.config import Settings, enabled_codes, suppressed
 from netpol.lint.context import Context

@@ -11,8 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
-from netpol.evaluate.resolve import Options
-from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Peer, Rule
+from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Options, Peer, Rule
 
 EVERY = LabelSelector()
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netpol.evaluate.resolve import Options
 from netpol.gcpause import gc_paused as paused_gc
 from netpol.k8s.model import (
     DIRECTIONS,
@@ -30,6 +29,7 @@ from netpol.k8s.model import (
     LabelSelector,
     Namespace,
     NetworkPolicy,
+    Options,
     Peer,
     Pod,
     Rule,

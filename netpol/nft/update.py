@@ -12,7 +12,6 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from netpol.evaluate.resolve import Options
 from netpol.gcpause import gc_paused as paused_gc
 from netpol.k8s.model import (
     DIRECTIONS,
@@ -24,6 +23,7 @@ from netpol.k8s.model import (
     LabelSelector,
     Namespace,
     NetworkPolicy,
+    Options,
     Pod,
     Rule,
 )

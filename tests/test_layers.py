@@ -1,0 +1,61 @@
+"""The pipeline's layering, as the folders draw it: each package imports only the ones below it.
+
+    errors, spans, gcpause, netns, escape      ground: no netpol imports but each other
+    k8s                                        the input language
+    evaluate                                   offline semantics, on k8s
+    nft                                        plan -> render -> apply, on evaluate's matching rules
+    lint                                       on evaluate
+    lab, agent                                 on nft (and evaluate)
+    cli                                        on everything
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import netpol
+
+GROUND = {"errors", "spans", "gcpause", "netns", "escape", "__init__", "__version__"}
+MAY_IMPORT = {
+    "k8s": GROUND,
+    "evaluate": GROUND | {"k8s"},
+    "nft": GROUND | {"k8s", "evaluate"},
+    "lint": GROUND | {"k8s", "evaluate"},
+    "lab": GROUND | {"k8s", "evaluate", "nft"},
+    "agent": GROUND | {"k8s", "evaluate", "nft"},
+    "cli": GROUND | {"k8s", "evaluate", "nft", "lint", "lab", "agent"},
+}
+ROOT = pathlib.Path(netpol.__file__).parent
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """The netpol packages and ground modules a file imports, at any depth of the file."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+            [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "netpol":
+                if len(parts) == 1:  # from netpol import x
+                    out |= {a.name for a in node.names}
+                else:
+                    out.add(parts[1])
+    return out
+
+
+def test_packages_import_only_downwards():
+    wrong = []
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        home = parts[0]
+        allowed = MAY_IMPORT.get(home, GROUND) | {home}
+        wrong += [f"{path.relative_to(ROOT)} imports netpol.{m}" for m in sorted(_imports(path) - allowed)]
+    assert wrong == []
+
+
+def test_the_rule_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text("from netpol.nft.render import render\nimport netpol.cli\nfrom netpol import spans\n")
+    assert _imports(bad) == {"nft", "cli", "spans"}
