@@ -23,11 +23,12 @@ class NetpolError(Exception):
 
 
 class InputError(NetpolError):
-    """Bad input: a file, line and field say where."""
+    """Bad input: a file, line and field say where. `path` is the field as data
+    (`("spec", "ingress", 0)`); `field` its dotted form, for people."""
 
     def __init__(self, message: str, file: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
-        self.message, self.file, self.line, self.field = message, file, line, field
+                 field: str | None = None, path: tuple[str | int, ...] = ()) -> None:
+        self.message, self.file, self.line, self.field, self.path = message, file, line, field, path
         super().__init__(self.render())
 
     def render(self) -> str:

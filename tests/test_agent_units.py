@@ -13,12 +13,13 @@ from typer.testing import CliRunner
 
 from netpol.agent import AgentConfig, Event, Store
 from netpol.agent.failmode import bootstrap_ruleset
-from netpol.agent.metrics import Metrics, RuleCounters, rule_labels
+from netpol.agent.metrics import Metrics, RuleCounters
 from netpol.agent.pipeline import deny_mode
 from netpol.agent.source import Backoff, Watcher
 from netpol.cli import _register, app
 from netpol.errors import NetpolError
 from netpol.k8s.kube import api_client
+from netpol.nft.ruleid import RuleId
 
 
 def ns(name: str, **labels: str) -> dict:
@@ -154,12 +155,25 @@ def test_counters_list_only_rules_that_count():
     assert parse_table(doc).counters == {"a/web ingress[0]": (4, 400), "a default deny ingress audit": (0, 0)}
 
 
+def rule_labels(comment: str) -> tuple[str, str, str, str]:
+    return RuleId.parse(comment).labels()
+
+
 def test_rule_labels():
     assert rule_labels("a/web ingress[0]") == ("web", "a", "ingress", "0")
     assert rule_labels("team-b/allow-dns egress[3]") == ("allow-dns", "team-b", "egress", "3")
     assert rule_labels("a default deny ingress") == ("", "a", "ingress", "default deny")
     assert rule_labels("a default deny egress audit") == ("", "a", "egress", "default deny audit")
     assert rule_labels("replies") == ("", "", "", "replies")
+
+
+def test_rule_ids_survive_their_comment():
+    for rid in (RuleId("a", "web", "ingress", "0"), RuleId("a", "web", "egress", "next"),
+                RuleId("a", "", "ingress", "default deny log"), RuleId(rule="ipv6 neighbour discovery")):
+        assert RuleId.parse(rid.text()) == rid
+    long = RuleId("a", "p" * 200, "ingress", "3")
+    assert len(long.text()) <= 120 and RuleId.parse(long.text()).labels()[1:] == ("a", "ingress", "3")
+    assert RuleId("a", 'x" accept', "ingress", "0").text().startswith("a/~")
 
 
 def test_rule_counters_sum_per_label_set():

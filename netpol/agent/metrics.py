@@ -2,12 +2,11 @@
 
 Each agent has its own registry, so several can live in one process (tests). Per-rule packet
 and byte counters are read from the kernel's nft counters when scraped, labelled from the rule
-comment `ns/policy direction[i]` that render puts on every rule.
+comment that render puts on every rule (a `RuleId`, read back with `RuleId.parse`).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,24 +16,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-_COMMENT = re.compile(r"^(?P<ns>[^/\s]+)/(?P<policy>\S+) (?P<direction>ingress|egress)"
-                      r"(?:\[(?P<rule>\d+)\])?(?:\s+(?P<rest>.+))?$")
-_DEFAULT = re.compile(r"^(?P<ns>[a-z0-9.-]+) (?P<rule>default deny) (?P<direction>ingress|egress)(?: (?P<rest>.+))?$")
+from netpol.nft.ruleid import RuleId
+
 _LABELS = ("policy", "namespace", "direction", "rule")
-
-
-def rule_labels(comment: str) -> tuple[str, str, str, str]:
-    """(policy, namespace, direction, rule) from a rule comment; other comments keep their text as rule."""
-    m = _COMMENT.match(comment.strip())
-    if not m:
-        d = _DEFAULT.match(comment.strip())
-        if d:  # a namespace chain's last rule: no policy allowed it
-            return ("", d["ns"], d["direction"], f"{d['rule']} {d['rest']}" if d["rest"] else d["rule"])
-        return ("", "", "", comment.strip())
-    rule = m["rule"] if m["rule"] is not None else ""
-    if m["rest"]:
-        rule = f"{rule} {m['rest']}".strip()
-    return (m["policy"], m["ns"], m["direction"], rule)
 
 
 class RuleCounters:
@@ -63,7 +47,7 @@ class RuleCounters:
         octets = CounterMetricFamily("netpol_rule_bytes", "Bytes matched by a rule (nft counter).", labels=_LABELS)
         sums: dict[tuple[str, ...], list[int]] = {}
         for comment, (p, b) in self._values().items():
-            acc = sums.setdefault(rule_labels(comment), [0, 0])
+            acc = sums.setdefault(RuleId.parse(comment).labels(), [0, 0])
             acc[0] += p
             acc[1] += b
         for labels, (p, b) in sorted(sums.items()):

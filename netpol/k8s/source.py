@@ -53,7 +53,7 @@ class RawObject:
         return self.source.line, 0
 
     def error(self, message: str, path: Path_) -> InputError:
-        return InputError(message, self.source.file, self.line_of(path), _dotted(path))
+        return InputError(message, self.source.file, self.line_of(path), _dotted(path), tuple(path))
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]+")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from netpol.errors import InputError
 from netpol.k8s.load import _files, parse_text, read_file, read_text, stdin
 from netpol.k8s.model import Cluster, NetworkPolicy, Pod
 from netpol.k8s.parse import build_cluster
-from netpol.k8s.source import Path_, RawObject
+from netpol.k8s.source import RawObject
 from netpol.lint.registry import Location
 
 
@@ -48,22 +47,11 @@ def _ident(raw: RawObject) -> tuple[str, str, str]:
 
 def _error(exc: InputError, raw: RawObject | None = None) -> tuple[Location, str]:
     col = 0
-    if raw is not None and exc.field:
-        line, col = raw.position(_path(exc.field))
+    if raw is not None and exc.path:
+        line, col = raw.position(exc.path)
         col = col if line == exc.line else 0
     what = f"{exc.field}: " if exc.field else ""
     return Location(exc.file or "<input>", exc.line or 0, col, None), what + exc.message
-
-
-def _path(dotted: str) -> Path_:
-    """`spec.ingress[0].from[1]` -> ('spec', 'ingress', 0, 'from', 1)."""
-    out: list[str | int] = []
-    for part in dotted.split("."):
-        name, *idx = re.split(r"\[(\d+)\]", part)
-        if name:
-            out.append(name)
-        out.extend(int(i) for i in idx if i)
-    return tuple(out)
 
 
 def _excluded(file: str, patterns: tuple[str, ...], root: str) -> bool:

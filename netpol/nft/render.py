@@ -26,7 +26,6 @@ is built once as expressions that know both their nft text and their JSON, so th
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,13 +35,13 @@ from typing import Any
 from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS, Direction
 from netpol.nft.elements import address_json, address_text, port_json, port_text
 from netpol.nft.plan import ALL_PORTS, FAMILIES, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
+from netpol.nft.ruleid import DEFAULT_DENY, RuleId, checked, ident, short_id
 from netpol.nft.ruleset import Ruleset
 from netpol.spans import Span, Spans, split_runs
 
 ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert")
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 IP = {4: "ip", 6: "ip6"}
-COMMENT_MAX = 120  # the kernel keeps at most 128 bytes of comment
 SHORT = {INGRESS: "i", EGRESS: "e"}
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 CHUNK = 12  # policies one walk passes by goto: with the dispatch jump and the final goto, 14 levels
@@ -112,7 +111,7 @@ def _goto(chain: str) -> Expr:
 
 def log_prefix(namespace: str, direction: Direction) -> str:
     """The kernel log prefix of a denied (or, under audit, would-be denied) connection."""
-    return _checked(f"netpol deny {direction} {ident(namespace)} ")
+    return checked(f"netpol deny {direction} {ident(namespace)} ")
 
 
 def _log(prefix: str) -> tuple[Expr, Expr]:
@@ -146,10 +145,11 @@ class NftSet:
 @dataclass(frozen=True)
 class NftRule:
     exprs: tuple[Expr, ...]
-    comment: str
+    rule_id: RuleId
 
-    def __post_init__(self) -> None:
-        _checked(self.comment)
+    @functools.cached_property
+    def comment(self) -> str:
+        return self.rule_id.text()
 
     def text(self) -> str:
         return " ".join(e.text for e in self.exprs) + f' comment "{self.comment}"'
@@ -240,42 +240,8 @@ def elem_json(s: NftSet, elem: Elem) -> Any:
 
 # ---- names ----------------------------------------------------------------
 
-def short_id(text: str) -> str:
-    """A stable short id: set and chain names must stay well within nft's limits."""
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-# Defence in depth: names are validated when read, and still no text from input reaches nft text.
-# An identifier is written as itself only in the API server's own name alphabet; anything else,
-# (a model built past the parser, by a bug or a future caller) is written as its hash.
-_NAME_TEXT = re.compile(r"[a-z0-9][a-z0-9.-]{0,252}")
-_COMMENT_TEXT = re.compile(r"[A-Za-z0-9 ./~#_\[\]-]{1,128}")
-
-
-def ident(text: str) -> str:
-    """A namespace or object name as comments and log prefixes may carry it."""
-    return text if _NAME_TEXT.fullmatch(text) else f"~{short_id(text)}"
-
-
-def _checked(text: str) -> str:
-    """Comment and log-prefix text: nothing that could end a quoted string or a command."""
-    if not _COMMENT_TEXT.fullmatch(text):
-        raise ValueError(f"unsafe nft comment {text!r}")
-    return text
-
-
 def chain_name(direction: Direction, namespace: str) -> str:
     return f"{'in' if direction == INGRESS else 'eg'}_{short_id(namespace)}"
-
-
-def comment(namespace: str, name: str, suffix: str) -> str:
-    """A rule's stable id, `ns/policy ingress[0]`: metrics and logs name the rule by it."""
-    namespace, name = ident(namespace), ident(name)
-    text = f"{namespace}/{name} {suffix}"
-    if len(text) <= COMMENT_MAX:
-        return text
-    keep = COMMENT_MAX - len(namespace) - len(suffix) - 14
-    return f"{namespace}/{name[:max(keep, 1)]}~{short_id(name)[:8]} {suffix}"[:COMMENT_MAX]
 
 
 # ---- policies -------------------------------------------------------------
@@ -350,7 +316,7 @@ def _rule_nft(t: Table, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tupl
     is not tested here: only the policy's selected pods are dispatched into its chains."""
     base = f"p_{pid}_{SHORT[r.direction]}{r.index}"
     other = "saddr" if r.direction == INGRESS else "daddr"
-    note = comment(pol.namespace, pol.name, f"{r.direction}[{r.index}]")
+    note = RuleId(pol.namespace, pol.name, r.direction, str(r.index))
     peers, named = _peer_sets(t, base, r), _named_sets(t, base, r)
     accept = (COUNTER, _verdict("accept"))
     for v in FAMILIES:
@@ -462,34 +428,38 @@ def _walk_end(pol: PolicyPlan, d: Direction, v: int) -> tuple[NftRule, NftRule]:
     else the namespace's default deny."""
     own = "saddr" if d == EGRESS else "daddr"
     return (NftRule((_vmap(_addr(v, own), policy_chain(short_id(pol.key), d, v) + "n"),),
-                    comment(pol.namespace, pol.name, f"{d} next")),
-            NftRule((_goto(chain_name(d, pol.namespace)),), comment(pol.namespace, pol.name, f"{d} end")))
+                    RuleId(pol.namespace, pol.name, d, "next")),
+            NftRule((_goto(chain_name(d, pol.namespace)),), RuleId(pol.namespace, pol.name, d, "end")))
 
 
 # ---- base and default-deny chains -----------------------------------------
 
 def _guard(first: bool) -> list[NftRule]:
     """The second base chain needs no invalid rule: the first one dropped those packets."""
-    invalid = [NftRule((_ct_state("invalid"), COUNTER, _verdict("drop")), "invalid")] if first else []
-    return [NftRule((_ct_state("established", "related"), COUNTER, _verdict("accept")), "replies"), *invalid,
-            NftRule((ND, COUNTER, _verdict("accept")), "ipv6 neighbour discovery")]
+    invalid = [NftRule((_ct_state("invalid"), COUNTER, _verdict("drop")), RuleId(rule="invalid"))] if first else []
+    return [NftRule((_ct_state("established", "related"), COUNTER, _verdict("accept")), RuleId(rule="replies")),
+            *invalid, NftRule((ND, COUNTER, _verdict("accept")), RuleId(rule="ipv6 neighbour discovery"))]
+
+
+NODE_LOCAL = NftRule((COUNTER, _verdict("accept")), RuleId(rule="node-local"))
 
 
 def _dispatch(d: Direction, chunks: int) -> list[NftRule]:
     fld = "saddr" if d == EGRESS else "daddr"
     return [NftRule((_vmap(_addr(v, fld), dispatch_map(d, v, k)),),
-                    f"{d} dispatch ipv{v}" + (f" #{k}" if k else ""))
+                    RuleId(rule=f"{d} dispatch ipv{v}" + (f" #{k}" if k else "")))
             for v in FAMILIES for k in range(chunks)]
 
 
 def _default_deny(d: Direction, ns: str, deny: str) -> tuple[NftRule, ...]:
     """drop; log: log (rate-limited) then drop; audit: log and count, then accept."""
-    note = f"{ident(ns)} default deny {d}"
-    drop = NftRule((COUNTER, _verdict("drop")), note)
+    def note(suffix: str = "") -> RuleId:
+        return RuleId(ns, "", d, DEFAULT_DENY + suffix)
+    drop = NftRule((COUNTER, _verdict("drop")), note())
     if deny == "drop":
         return (drop,)
-    log = NftRule(_log(log_prefix(ns, d)), f"{note} log")
-    return (log, drop) if deny == "log" else (log, NftRule((COUNTER, _verdict("accept")), f"{note} audit"))
+    log = NftRule(_log(log_prefix(ns, d)), note(" log"))
+    return (log, drop) if deny == "log" else (log, NftRule((COUNTER, _verdict("accept")), note(" audit")))
 
 
 def build(plan: Plan, table: str = "netpol", deny: str = "drop",
@@ -505,8 +475,8 @@ def build(plan: Plan, table: str = "netpol", deny: str = "drop",
                  NftChain("forward_ingress", tuple(_guard(False) + _dispatch(INGRESS, chunks[INGRESS])),
                           hook="forward", priority=1),
                  # to the node itself (host-network pods included): always allowed, as the spec says
-                 NftChain("input", (NftRule((COUNTER, _verdict("accept")), "node-local"),), hook="input"),
-                 NftChain("output", (NftRule((COUNTER, _verdict("accept")), "node-local"),), hook="output")]
+                 NftChain("input", (NODE_LOCAL,), hook="input"),
+                 NftChain("output", (NODE_LOCAL,), hook="output")]
     for d in DIRECTIONS:
         t.chains += [_walk_chain(group, bodies, d, v) for group in walked(plan, d) for v in FAMILIES]
     for d in DIRECTIONS:
