@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the node agent: event-to-kernel latency of a pod add, and pod events absorbed per second.
 
-The API is tests/kubestub.py on 127.0.0.1 (read through the official client, as in production);
+The API is tests/support/kubestub.py on 127.0.0.1 (read through the official client, as in production);
 the kernel is a scratch network namespace `npsbench<pid>` that this script makes and removes.
 Latency is from the API server emitting the event to apply() returning (the rules are in the
 kernel), for one pod added at a time; "after debounce" subtracts the --debounce wait. Then a
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from kubestub import KubeStub  # noqa: E402
+from support.kubestub import KubeStub  # noqa: E402
 
 from netpol.agent import Agent, AgentConfig, BatchReport  # noqa: E402
 

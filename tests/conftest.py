@@ -1,11 +1,6 @@
 import os
-import pathlib
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-POLICIES = ROOT / "policies"
-CORPUS = ROOT.parent / "shared" / "corpus" / "np-guard"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -15,3 +10,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "kernel" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def lab():
+    """`lab(cluster, ports=...)` builds a lab of the cluster's pods; all are removed afterwards."""
+    from support.kernel import lab_maker
+    yield from lab_maker()

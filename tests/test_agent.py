@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from kubestub import KubeStub
+from support.kubestub import KubeStub
 
 from netpol.agent import Agent, AgentConfig, BatchReport
 from netpol.agent.source import Backoff

@@ -9,8 +9,8 @@ import sys
 import tomllib
 from importlib.metadata import packages_distributions
 
-from conftest import ROOT
 from ruamel.yaml import YAML
+from support.paths import ROOT
 
 from netpol.k8s.load import load_paths
 from netpol.k8s.parse import build_cluster

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from kubestub import KubeStub
+from support.kubestub import KubeStub
 from typer.testing import CliRunner
 
 from netpol.agent import AgentConfig, Event, Store

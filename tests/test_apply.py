@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import functools
-import itertools
-import json
 import os
 import socket
-import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
+from support.kernel import ELEMENTS, SKELETON, T, connects, netns_maker, nft, rule_handles, sh, veth_pair
 
 from netpol import spans
 from netpol.errors import ApplyError
@@ -21,35 +19,7 @@ from netpol.nft.ruleset import Ruleset
 
 kernel = pytest.mark.kernel
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")
-_seq = itertools.count()
 
-T = "npbt"
-SKELETON = """
-set allow4 { type ipv4_addr; flags interval; auto-merge; }
-set plain4 { type ipv4_addr; flags interval; }
-set allow6 { type ipv6_addr; flags interval; }
-set svc { type ipv4_addr . inet_proto . inet_service; flags interval; }
-set svc6 { type ipv6_addr . inet_proto . inet_service; }
-map disp4 { type ipv4_addr : verdict; }
-map disp6 { type ipv6_addr : verdict; flags interval; }
-chain ing_x { ip saddr @allow4 counter accept comment "ns/x ingress[0]"; counter drop comment "ns/x default"; }
-chain forward {
-  type filter hook forward priority 0; policy accept;
-  ct state established,related accept
-  ip daddr vmap @disp4
-  ip6 daddr vmap @disp6
-  ip daddr . meta l4proto . th dport @svc counter accept comment "ns/x egress[0]"
-}
-"""
-ELEMENTS = {
-    "allow4": {"198.18.0.0/24", "198.18.1.0/24", "198.18.2.0-198.18.2.255", "198.18.9.1"},
-    "plain4": {"198.18.4.0-198.18.4.255", "198.18.5.7"},
-    "allow6": {"2001:db8::/64", "2001:db8:1::1"},
-    "svc": {"198.18.0.1 . tcp . 80", "198.18.0.2 . udp . 1000-2000", "198.18.3.0/24 . 6 . 443"},
-    "svc6": {"2001:db8::1 . tcp . 80"},
-    "disp4": {"198.18.0.1 : jump ing_x", "198.18.0.2 : drop"},
-    "disp6": {"2001:db8::/64 : jump ing_x"},
-}
 
 
 def ruleset(skeleton: str = SKELETON, **changes: set[str]) -> Ruleset:
@@ -57,56 +27,16 @@ def ruleset(skeleton: str = SKELETON, **changes: set[str]) -> Ruleset:
     return Ruleset(T, skeleton, {k: frozenset(v) for k, v in elems.items()})
 
 
-def sh(*args: str, ns: str | None = None, stdin: str | None = None) -> str:
-    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
-    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True).stdout
 
 
-def nft(ns: str, *args: str) -> str:
-    return sh("nft", *args, ns=ns)
 
 
-def rule_handles(ns: str) -> list[int]:
-    doc = json.loads(nft(ns, "-j", "list", "table", "inet", T))
-    return [o["rule"]["handle"] for o in doc["nftables"] if "rule" in o]
 
 
-def netns_maker(prefix: str) -> Iterator[Callable[[], str]]:
-    """Yields a maker of fresh network namespaces named PREFIX<pid>x<n>; all removed afterwards."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"{prefix}{os.getpid()}x{next(_seq)}"
-        sh("ip", "netns", "add", name)
-        made.append(name)
-        return name
-
-    try:
-        yield make
-    finally:
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def veth_pair(client: str, server: str, veth: str) -> None:
-    """client 198.18.0.1/24 <-> server 198.18.0.2/24 over one veth pair."""
-    sh("ip", "link", "add", f"{veth}a", "netns", client, "type", "veth", "peer", f"{veth}b", "netns", server)
-    for where, dev, addr in ((client, f"{veth}a", "198.18.0.1/24"), (server, f"{veth}b", "198.18.0.2/24")):
-        sh("ip", "addr", "add", addr, "dev", dev, ns=where)
-        sh("ip", "link", "set", dev, "up", ns=where)
 
 
-def connects(client_ns: str, addr: str, port: int) -> bool:
-    """A real TCP connect from inside client_ns."""
-    sock = run_in(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-    sock.settimeout(0.5)
-    try:
-        sock.connect((addr, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
 
 
 @pytest.fixture

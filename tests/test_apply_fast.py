@@ -11,9 +11,9 @@ import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
-from builders import cluster, container_ports, e2e_objects, namespace, pod, policy
-from test_apply import ELEMENTS, SKELETON, connects, netns_maker, nft, rule_handles, veth_pair
-from test_render import world
+from support.builders import cluster, container_ports, e2e_objects, namespace, pod, policy
+from support.kernel import ELEMENTS, SKELETON, connects, netns_maker, nft, rule_handles, veth_pair
+from support.worlds import world
 
 from netpol.errors import ApplyError
 from netpol.k8s.model import Options

@@ -10,8 +10,8 @@ import subprocess
 import textwrap
 
 import pytest
-from conftest import POLICIES, ROOT
-from test_validation import CASES, _expected_line
+from support.paths import POLICIES, ROOT
+from support.validation_cases import CASES, _expected_line
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app

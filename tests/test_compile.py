@@ -6,7 +6,7 @@ import ipaddress
 import random
 
 import pytest
-from builders import cluster, container_ports, namespace, pod, policy
+from support.builders import cluster, container_ports, namespace, pod, policy
 
 from netpol.k8s.model import Options
 from netpol.nft.elements import address_json, address_text, port_text

@@ -6,22 +6,13 @@ from __future__ import annotations
 import random
 
 import pytest
-from builders import cluster, container_ports, namespace, pod, policy
+from support.builders import cluster, container_ports, namespace, pod, policy
+from support.churn import APPS, TIERS, _selector
 
 from netpol.evaluate.resolve import Endpoint, peer_matches, selects
 from netpol.k8s.model import DIRECTIONS, Cluster, Options
 from netpol.nft.plan import FAMILIES, NamedPort, compile_plan
 from netpol.spans import merge
-
-APPS, TIERS = ("a", "b", "c"), ("web", "db")
-
-
-def _selector(rng: random.Random) -> dict:
-    return rng.choice([{}, {"matchLabels": {"app": rng.choice(APPS)}},
-                       {"matchExpressions": [{"key": "tier", "operator": rng.choice(["In", "NotIn"]),
-                                              "values": [rng.choice(TIERS)]}]},
-                       {"matchExpressions": [{"key": "tier", "operator": rng.choice(["Exists", "DoesNotExist"])}]},
-                       {"matchLabels": {"app": rng.choice(APPS), "tier": rng.choice(TIERS)}}])
 
 
 def _peer(rng: random.Random) -> dict:

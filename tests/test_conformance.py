@@ -7,7 +7,7 @@ World (see builders): namespaces x, y, z (label ns=<name>) x pods a, b, c (label
 from __future__ import annotations
 
 import pytest
-from builders import (
+from support.builders import (
     E2E_PODS,
     Expect,
     assert_table,

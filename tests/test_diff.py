@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from builders import build_sharing
-from test_npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws
+from support.builders import build_sharing
+from support.npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app

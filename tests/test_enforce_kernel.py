@@ -6,8 +6,6 @@ Everything made here is named with the prefix `npe` and removed even when a test
 
 from __future__ import annotations
 
-import ipaddress
-import itertools
 import json
 import os
 import subprocess
@@ -15,84 +13,34 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import POLICIES
-from test_render import EXT, SCENARIOS, scenario
+from support.kernel import TIMEOUT, enforce, probe_all
+from support.paths import POLICIES
+from support.worlds import SCENARIOS, scenario
 from typer.testing import CliRunner
 
 import netpol.cli.enforce  # noqa: F401  (registers render and enforce)
 from netpol.cli import app
-from netpol.evaluate.decide import decide
 from netpol.evaluate.matrix import PortQuery
-from netpol.evaluate.resolve import Endpoint
 from netpol.k8s import load_cluster
-from netpol.k8s.model import Cluster, Options
-from netpol.lab import LabHost, Probe, probe, topology
-from netpol.lab.verify import compare, hosts_for, lab_pods
+from netpol.k8s.model import Options
+from netpol.lab import Probe, probe
+from netpol.lab.verify import compare, lab_pods
 from netpol.nft.apply import Enforcer
 from netpol.nft.plan import compile_plan
 from netpol.nft.render import render
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")]
-PORTS = (79, 80, 81, 82)
-TIMEOUT = 0.5
 
 
-@pytest.fixture
-def lab() -> Iterator:
-    made: list[str] = []
-
-    def up(c: Cluster, ports=PORTS):
-        prefix = f"npe{uuid.uuid4().hex[:6]}"
-        made.append(prefix)
-        hosts = hosts_for(lab_pods(c)) + [LabHost("ext/ext", EXT)]
-        return topology.up(hosts, prefix, [(p, proto) for p in ports for proto in ("TCP", "UDP")])
-
-    try:
-        yield up
-    finally:
-        for prefix in made:
-            topology.down(prefix)
 
 
-def _endpoint(c: Cluster, key: str, addr: str | None) -> Endpoint:
-    if key == "ext/ext":
-        return Endpoint(ip=ipaddress.ip_address(addr))
-    if addr is None:
-        return Endpoint(pod=c.by_key[key])
-    ip = ipaddress.ip_address(addr)
-    return Endpoint(pod=c.by_address.get(ip), ip=ip)
 
 
-def _ip_of(ips: tuple[str, ...], version: int) -> str | None:
-    return next((i for i in ips if ipaddress.ip_address(i).version == version), None)
 
 
-def probe_all(state, c: Cluster, opts: Options, protocols=("TCP", "UDP"), ports=PORTS) -> tuple[int, list[str]]:
-    """Probe every ordered pair, by primary address and by IPv6; kernel verdicts must equal decide's.
-    Pod-to-pod by primary address is exactly the question `netpol matrix` answers."""
-    keys = sorted(state.hosts)
-    probes = [Probe(s, d, port, proto) for s, d in itertools.permutations(keys, 2)
-              for port in ports for proto in protocols]
-    bad, count = [], 0
-    for family in (None, "ipv6"):
-        seen = probe(state, probes, timeout=TIMEOUT, family=family)
-        count += len(seen)
-        for p, got in seen.items():
-            version = 6 if family else ipaddress.ip_address(state.ips[p.dst][0]).version
-            by_addr = family is not None or "ext/ext" in (p.src, p.dst)
-            s_ip, d_ip = _ip_of(state.ips[p.src], version), _ip_of(state.ips[p.dst], version)
-            src = _endpoint(c, p.src, s_ip if by_addr else None)
-            dst = _endpoint(c, p.dst, d_ip if by_addr else None)
-            want = decide(c, src, dst, p.port, p.protocol, opts).allowed
-            if got != want:
-                bad.append(f"{p.src}({s_ip}) -> {p.dst}({d_ip}) {p.protocol}/{p.port}: kernel "
-                           f"{'allows' if got else 'denies'}, decide {'allows' if want else 'denies'}")
-    return count, bad
 
 
-def enforce(state, c: Cluster, opts: Options):
-    return Enforcer(state.node_netns).apply(render(compile_plan(c, None, opts)))
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import POLICIES, ROOT
+from support.paths import POLICIES, ROOT
 from typer.testing import CliRunner
 
 import netpol.cli.enforce  # noqa: F401  (registers enforce)

@@ -59,3 +59,15 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     bad = tmp_path / "x.py"
     bad.write_text("from netpol.nft.render import render\nimport netpol.cli\nfrom netpol import spans\n")
     assert _imports(bad) == {"nft", "cli", "spans"}
+
+
+def test_test_modules_share_only_through_support():
+    """Shared test helpers live in tests/support/; no test module imports another."""
+    tests = pathlib.Path(__file__).parent
+    wrong = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            wrong += [f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith(("test_", "conftest"))]
+    assert wrong == []

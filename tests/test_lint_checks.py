@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lintkit import DNS_POD, WORLD, col_of, docs, findings, line_of, policy
+from support.lintkit import DNS_POD, WORLD, col_of, docs, findings, line_of, policy
 
 from netpol.lint import Settings
 

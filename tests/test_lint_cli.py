@@ -8,8 +8,8 @@ from importlib import resources
 
 import jsonschema
 import pytest
-from conftest import POLICIES
-from lintkit import WORLD, docs, line_of, policy, write
+from support.lintkit import WORLD, docs, line_of, policy, write
+from support.paths import POLICIES
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from builders import cluster, namespace, pod
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.builders import cluster, namespace, pod
 
 from netpol.evaluate.resolve import Endpoint, peer_matches, selects
 from netpol.k8s.model import IPBlock, LabelSelector, NetworkPolicy, Options, Peer, Requirement, Rule

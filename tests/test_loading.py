@@ -7,7 +7,7 @@ import json
 import textwrap
 
 import pytest
-from builders import cluster_yaml
+from support.builders import cluster_yaml
 
 from netpol.errors import InputError
 from netpol.k8s import load_cluster
@@ -288,7 +288,7 @@ def test_workload_kinds_stand_for_their_template(kind, template):
 
 
 def test_bundled_example_loads():
-    from conftest import POLICIES
+    from support.paths import POLICIES
     c = load_cluster([str(POLICIES)])
     assert sorted(c.namespaces) == ["default", "tenant1", "tenant2", "tenant3"]
     assert {p.key for p in c.policies} == {"tenant1/default-deny", "tenant3/db-access"}

@@ -10,7 +10,6 @@ made here (prefix `npd`) and removed even when a test fails.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import itertools
 import json
@@ -20,10 +19,12 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from builders import cluster, container_ports, e2e_objects, namespace, pod, policy
+from support.builders import cluster, container_ports, e2e_objects, pod, policy
+from support.fake_table import PROTO_NUM, Walk, max_depth
+from support.kernel import netns_maker
+from support.worlds import EXT, SCENARIOS, _apart, _ports, _sel, scenario, world
 
 import netpol.nft.render as render_module
 from netpol.evaluate.decide import decide
@@ -38,269 +39,28 @@ from netpol.nft.ruleset import Ruleset
 from netpol.spans import split_runs
 
 kernel = pytest.mark.kernel
-PROTO_NUM = {"tcp": 6, "udp": 17, "sctp": 132, "TCP": 6, "UDP": 17, "SCTP": 132}
-EXT = ("198.18.9.9", "2001:db8:9::9")  # an address no pod holds
 
 
 # ---- scenarios (shared with test_enforce_kernel) ------------------------------------------------
 
-def _sel(**labels: str) -> dict:
-    return {"matchLabels": labels}
 
 
-def _apart(sel: dict, i: int) -> dict:
-    """sel, made unlike the same selector of another i while selecting the same pods: policies
-    with equal podSelectors in a namespace share one walk chain."""
-    return {**sel, "matchExpressions": [{"key": f"unset{i}", "operator": "DoesNotExist"}]}
 
 
-def world(*policies: dict, ipv6_primary: bool = False, hostnet: bool = False) -> Cluster:
-    """The e2e world, dual-stack, plus pods whose port names mean different numbers."""
-    extra = [pod("x", "d", {"pod": "d"}, ("198.18.1.4", "2001:db8:1::4"), container_ports((80, "TCP", "web"))),
-             pod("z", "d", {"pod": "d"}, ("198.18.3.4", "2001:db8:3::4"),
-                 container_ports((81, "TCP", "web"), (80, "UDP", "dns")))]
-    if ipv6_primary:
-        extra = [pod("x", "d", {"pod": "d"}, ("2001:db8:1::4", "198.18.1.4"),
-                     container_ports((80, "TCP", "web")))]
-    if hostnet:
-        extra.append(pod("kube-system", "agent", {"pod": "a"}, ("198.18.200.1",),
-                         container_ports((80, "TCP", "web"), (81, "UDP", "serve-81-udp")),
-                         host_network=True, node="node-h"))
-    return cluster(*e2e_objects(dual_stack=True, ipv6_primary=ipv6_primary),
-                   namespace("kube-system"), *extra, *policies)
 
 
-def _ports(*items: tuple) -> list[dict]:
-    out = []
-    for item in items:
-        entry: dict = {"protocol": item[0]}
-        if len(item) > 1 and item[1] is not None:
-            entry["port"] = item[1]
-        if len(item) > 2:
-            entry["endPort"] = item[2]
-        out.append(entry)
-    return out
 
 
-SCENARIOS: dict[str, tuple[list[dict], Options]] = {
-    "deny-ingress-x": ([policy("x", "deny", {"podSelector": {}})], Options()),
-    "ingress-from-ns-y-tcp80": ([policy("x", "web", {
-        "podSelector": _sel(pod="a"),
-        "ingress": [{"from": [{"namespaceSelector": _sel(ns="y")}], "ports": _ports(("TCP", 80))}]})],
-        Options()),
-    "ingress-ns-and-pod": ([policy("x", "and", {
-        "podSelector": {},
-        "ingress": [{"from": [{"namespaceSelector": _sel(ns="y"), "podSelector": _sel(pod="b")},
-                              {"podSelector": _sel(pod="c")}]}]})], Options()),
-    "egress-udp81-and-deny": ([
-        policy("x", "out", {"podSelector": {}, "policyTypes": ["Egress"],
-                            "egress": [{"to": [{"podSelector": _sel(pod="b")}], "ports": _ports(("UDP", 81))},
-                                       {"to": [{"namespaceSelector": _sel(ns="z")}],
-                                        "ports": _ports(("TCP", 80))}]}),
-        policy("y", "deny-all", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})], Options()),
-    "ipblock-except": ([
-        policy("x", "blk", {"podSelector": _sel(pod="a"), "ingress": [{"from": [{"ipBlock": {
-            "cidr": "198.18.0.0/15", "except": ["198.18.2.0/24", "198.18.3.2/32"]}}]}]}),
-        policy("y", "blk6", {"podSelector": _sel(pod="b"), "policyTypes": ["Egress"], "egress": [{"to": [
-            {"ipBlock": {"cidr": "2001:db8::/32", "except": ["2001:db8:3::/48"]}},
-            {"ipBlock": {"cidr": "198.18.1.0/24", "except": ["198.18.1.2/31"]}},
-            {"ipBlock": {"cidr": "198.18.1.0/25"}}]}]})], Options()),
-    "named-ports": ([
-        policy("x", "named-in", {"podSelector": {}, "ingress": [
-            {"ports": _ports(("UDP", "serve-81-udp"), ("TCP", "web"))},
-            {"from": [{"namespaceSelector": _sel(ns="z")}], "ports": _ports(("TCP", "serve-80-tcp"))}]}),
-        policy("y", "named-out", {"podSelector": _sel(pod="a"), "policyTypes": ["Egress"], "egress": [
-            {"to": [{"namespaceSelector": {}}], "ports": _ports(("TCP", "web"), ("UDP", "dns"))},
-            {"to": [{"ipBlock": {"cidr": "198.18.1.0/24"}}], "ports": _ports(("UDP", "serve-80-udp"))},
-            {"ports": _ports(("TCP", "serve-81-udp"))}]})],  # a name the pods use for UDP only
-        Options()),
-    "endport-and-protocol-only": ([
-        policy("y", "range", {"podSelector": {}, "ingress": [
-            {"from": [{"namespaceSelector": _sel(ns="x")}], "ports": _ports(("TCP", 80, 81))},
-            {"from": [{"namespaceSelector": _sel(ns="z")}], "ports": _ports(("UDP", 81, 90), ("UDP", 79, 80))},
-            {"from": [{"podSelector": _sel(pod="c")}], "ports": _ports(("UDP",))}]})], Options()),
-    "ipv6-block-only": ([policy("z", "v6", {"podSelector": _sel(pod="c"), "ingress": [
-        {"from": [{"ipBlock": {"cidr": "2001:db8:1::/48"}}]}]})], Options()),
-    "ipblock-pods-false": ([
-        policy("x", "blk", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
-                            "ingress": [{"from": [{"ipBlock": {"cidr": "198.18.0.0/15"}},
-                                                  {"podSelector": _sel(pod="b")}]}],
-                            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}},
-                                               {"ipBlock": {"cidr": "::/0"}}]}]})],
-        Options(ipblock_pods=False)),
-    "empty-rules-and-types": ([
-        policy("x", "all-in", {"podSelector": _sel(pod="a"), "ingress": [{}]}),
-        policy("x", "none-out", {"podSelector": _sel(pod="a"), "policyTypes": ["Egress"]}),
-        policy("y", "egress-only", {"podSelector": {}, "policyTypes": ["Egress"],
-                                    "ingress": [{"from": [{"podSelector": _sel(pod="zzz")}]}],
-                                    "egress": [{"to": [{"namespaceSelector": _sel(ns="x")}]}]}),
-        policy("z", "two", {"podSelector": _sel(pod="a"), "ingress": [{"from": [{"podSelector": {}}]}]}),
-        policy("z", "three", {"podSelector": {}, "ingress": [{"ports": _ports(("TCP", 81))}]})], Options()),
-}
 
 
-def scenario(name: str, **kw) -> tuple[Cluster, Options]:
-    policies, opts = SCENARIOS[name]
-    return world(*policies, **kw), opts
 
 
 # ---- a packet walk through the rendered JSON ----------------------------------------------------
 
-def _atom(value: Any) -> tuple[int, int]:
-    if isinstance(value, dict) and "prefix" in value:
-        net = ipaddress.ip_network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
-        return int(net.network_address), int(net.broadcast_address)
-    if isinstance(value, dict) and "range" in value:
-        return _atom(value["range"][0])[0], _atom(value["range"][1])[1]
-    if isinstance(value, int):
-        return value, value
-    if value in PROTO_NUM:
-        return PROTO_NUM[value], PROTO_NUM[value]
-    n = int(ipaddress.ip_address(value))
-    return n, n
 
 
-class Walk:
-    """The forward hook of one rendered table, for the first packet of a connection: its base
-    chains in priority order, each of which must not drop the packet (an accept ends one base
-    chain only). Chains are entered by vmap elements and jump/goto rules; a goto replaces the
-    calling chain, so the target's return is the caller's return."""
-
-    def __init__(self, doc: dict) -> None:
-        self.sets: dict[str, list[tuple[list[tuple[int, int]], Any]]] = {}
-        self.chains: dict[str, list[list[dict]]] = {}
-        self.hooks: list[tuple[int, str]] = []  # (priority, base chain) on the forward hook
-        self.visited: list[str] = []  # chains the last packet entered
-        for obj in doc["nftables"]:
-            (kind, body), = obj.items()
-            if kind in ("set", "map"):
-                self.sets[body["name"]] = [self._elem(e) for e in body.get("elem", [])]
-            elif kind == "chain":
-                self.chains[body["name"]] = []
-                if body.get("hook") == "forward":
-                    self.hooks.append((body["prio"], body["name"]))
-            elif kind == "rule":
-                self.chains[body["chain"]].append(body["expr"])
-
-    @staticmethod
-    def _elem(e: Any) -> tuple[list[tuple[int, int]], Any]:
-        data = None
-        if isinstance(e, list):
-            e, data = e
-        fields = e["concat"] if isinstance(e, dict) and "concat" in e else [e]
-        return [_atom(f) for f in fields], data
-
-    def _value(self, expr: dict, pkt: dict) -> Any:
-        if "concat" in expr:
-            parts = [self._value(x, pkt) for x in expr["concat"]]
-            return None if None in parts else parts
-        if "meta" in expr:
-            return pkt["proto"]
-        p = expr["payload"]
-        if p["protocol"] == "th":
-            return pkt["port"]
-        if p["protocol"] in PROTO_NUM:  # tcp dport: only a TCP packet has one
-            return pkt["port"] if PROTO_NUM[p["protocol"]] == pkt["proto"] else None
-        if p["protocol"] != {4: "ip", 6: "ip6"}[pkt["version"]]:
-            return None  # an ip6 match never matches an IPv4 packet, and vice versa
-        return pkt["src" if p["field"] == "saddr" else "dst"]
-
-    def _lookup(self, name: str, value: Any) -> Any:
-        value = value if isinstance(value, list) else [value]
-        for fields, data in self.sets[name]:
-            if all(lo <= v <= hi for v, (lo, hi) in zip(value, fields, strict=False)):
-                return data if data is not None else True
-        return None
-
-    def _match(self, m: dict, pkt: dict) -> bool:
-        left, right = m["left"], m["right"]
-        if "ct" in left:
-            return False  # a new, valid connection
-        if left.get("payload", {}).get("protocol") == "icmpv6":
-            return False
-        value = self._value(left, pkt)
-        if value is None:
-            return False
-        if isinstance(right, str) and right.startswith("@"):
-            hit = self._lookup(right[1:], value) is not None
-        else:
-            lo, hi = _atom(right)
-            hit = lo <= value <= hi
-        return hit if m["op"] in ("==", "in") else not hit
-
-    def _enter(self, verb: str, target: str, pkt: dict, depth: int) -> str | None:
-        """What the calling rule yields: "next" (go on after it), a verdict, or None (return)."""
-        got = self.run(target, pkt, depth + 1)
-        if verb == "goto":
-            return got
-        return "next" if got is None else got
-
-    def _rule(self, exprs: list[dict], pkt: dict, depth: int) -> str | None:
-        for e in exprs:
-            if "match" in e:
-                if not self._match(e["match"], pkt):
-                    return "next"
-            elif "vmap" in e:
-                value = self._value(e["vmap"]["key"], pkt)
-                target = None if value is None else self._lookup(e["vmap"]["data"][1:], value)
-                if target is None:
-                    return "next"
-                (verb, arg), = target.items()
-                if verb in ("jump", "goto"):
-                    return self._enter(verb, arg["target"], pkt, depth)
-                return None if verb == "return" else verb
-            elif any(k in e for k in ("counter", "log", "limit")):
-                continue  # the limit lets these few packets through
-            elif "jump" in e or "goto" in e:
-                (verb, arg), = e.items()
-                return self._enter(verb, arg["target"], pkt, depth)
-            else:
-                (word, _), = e.items()
-                return None if word == "return" else word
-        return "next"
-
-    def run(self, chain: str, pkt: dict, depth: int = 0) -> str | None:
-        """accept, drop, or None when the chain returns (or ends)."""
-        assert depth < 16, "the kernel allows at most 16 nested chains"
-        self.visited.append(chain)
-        for exprs in self.chains[chain]:
-            verdict = self._rule(exprs, pkt, depth)
-            if verdict != "next":
-                return verdict
-        return None
-
-    def allows(self, pkt: dict) -> bool:
-        self.visited = []
-        return all(self.run(name, pkt) != "drop" for _, name in sorted(self.hooks))
 
 
-def max_depth(doc: dict) -> int:
-    """The deepest chain any jump/goto path reaches, counting every map element as the kernel does
-    when it validates the table (the base chains are level 0; it refuses level 16)."""
-    edges: dict[str, set[str]] = {}
-    maps: dict[str, set[str]] = {}
-    bases = []
-    for obj in doc["nftables"]:
-        (kind, body), = obj.items()
-        if kind == "map":
-            maps[body["name"]] = {arg["target"] for e in body.get("elem", []) for arg in e[1].values() if arg}
-        elif kind == "chain":
-            edges[body["name"]] = set()
-            if "hook" in body:
-                bases.append(body["name"])
-    for obj in doc["nftables"]:
-        if "rule" in obj:
-            for e in obj["rule"]["expr"]:
-                if "vmap" in e:
-                    edges[obj["rule"]["chain"]] |= maps[e["vmap"]["data"][1:]]
-                elif "jump" in e or "goto" in e:
-                    edges[obj["rule"]["chain"]].add(next(iter(e.values()))["target"])
-
-    @functools.cache
-    def height(chain: str) -> int:
-        return max((1 + height(c) for c in edges[chain]), default=0)
-
-    return max(height(b) for b in bases)
 
 
 def _ep(c: Cluster, p: Pod | None, ip: str | None) -> Endpoint:
@@ -669,7 +429,6 @@ def test_bad_table_name_is_refused():
 def netns() -> Iterator:
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    from test_apply import netns_maker
     yield from netns_maker("npdr")
 
 
@@ -780,7 +539,7 @@ def test_deny_actions_with_real_packets(lab):
 
 @kernel
 def test_nft_loads_bundled_example_per_node(netns):
-    from conftest import POLICIES
+    from support.paths import POLICIES
 
     from netpol.k8s import load_cluster
     c = load_cluster([str(POLICIES)])

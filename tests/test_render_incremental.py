@@ -8,8 +8,8 @@ import random
 import weakref
 
 import pytest
-from builders import namespace
-from test_compile_incremental import _build, _changes, _churn, _pod, _policies
+from support.builders import namespace
+from support.churn import _build, _changes, _churn, _pod, _policies
 
 from netpol.k8s.model import Options
 from netpol.nft.plan import compile_plan

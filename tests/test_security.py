@@ -12,10 +12,11 @@ import shutil
 import textwrap
 
 import pytest
-from builders import cluster_yaml
-from conftest import POLICIES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.builders import cluster_yaml
+from support.hostile import ESCAPE, GOOD, INJECT, POLICY
+from support.paths import POLICIES
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app
@@ -27,9 +28,6 @@ from netpol.evaluate.resolve import Endpoint
 from netpol.k8s.load import load_paths, parse_text
 from netpol.k8s.parse import build_cluster
 from netpol.lab import topology
-
-INJECT = 'db-access" ; counter accept comment "x'
-ESCAPE = 'a";};chain in_4e23c59655{};};flush table ip filter;table inet netpol{chain zz{comment "b'
 
 
 def run(*args: str):
@@ -45,22 +43,6 @@ def refusal(text: str) -> InputError:
 
 # ---- identifiers, as the API server checks them ------------------------------------------------
 
-POLICY = """\
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: {name}
-  namespace: {namespace}
-  annotations: {{{annotation}: x}}
-spec:
-  podSelector:
-    matchLabels: {{{key}: {value}}}
-    matchExpressions: [{{key: {expr_key}, operator: In, values: [{expr_value}]}}]
-  ingress:
-  - ports: [{{port: {port}}}]
-"""
-GOOD = {"name": "db-access", "namespace": "tenant3", "annotation": "example.com/owner", "key": "app.kubernetes.io/name",
-        "value": "db", "expr_key": "tier", "expr_value": "back_end.1", "port": "postgres"}
 BAD = [  # field, value, where the error must point
     ("name", json.dumps(INJECT), "metadata.name"),
     ("name", json.dumps(ESCAPE), "metadata.name"),

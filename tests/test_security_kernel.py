@@ -12,13 +12,12 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
-from builders import pod as pod_dict
-from conftest import POLICIES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_apply import netns_maker
-from test_enforce_kernel import TIMEOUT, lab, probe_all  # noqa: F401  (lab is a fixture)
-from test_security import ESCAPE, INJECT, POLICY
+from support.builders import pod as pod_dict
+from support.hostile import ESCAPE, GOOD, INJECT, POLICY
+from support.kernel import TIMEOUT, netns_maker, probe_all
+from support.paths import POLICIES
 from typer.testing import CliRunner
 
 from netpol.agent.store import Event, Store
@@ -149,7 +148,6 @@ def test_hostile_policy_names_change_no_verdict(lab):  # noqa: F811
 @given(st.sampled_from(["name", "namespace"]),
        st.one_of(st.text(min_size=1, max_size=80), st.from_regex(r"[a-z0-9][-a-z0-9.]{0,61}[a-z0-9]", fullmatch=True)))
 def test_any_name_is_refused_or_loaded_as_exactly_our_rules(netns, fld, value):
-    from test_security import GOOD
     text = POLICY.format(**{**GOOD, fld: json.dumps(value)})
     try:
         c = build_cluster(parse_text(text, "in.yaml"))

@@ -1,4 +1,4 @@
-from conftest import POLICIES
+from support.paths import POLICIES
 
 from netpol.evaluate.decide import decide
 from netpol.evaluate.resolve import endpoint

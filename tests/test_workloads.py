@@ -6,7 +6,7 @@ import json
 import random
 
 import pytest
-from conftest import CORPUS
+from support.paths import CORPUS
 from typer.testing import CliRunner
 
 from netpol.cli import _register, app

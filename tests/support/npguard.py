@@ -1,0 +1,99 @@
+"""The np-guard corpus: its examples, its expected connectivity, and the objects as np-guard reads them."""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import functools
+import json
+
+from netpol.evaluate.conns import ConnSet
+from netpol.evaluate.workloads import External, parse_conns
+from netpol.k8s.load import load_paths
+from netpol.k8s.model import Options
+from netpol.k8s.source import RawObject
+from support.paths import CORPUS
+
+INDEX = json.loads((CORPUS / "index.json").read_text()) if CORPUS.exists() else {"examples": []}
+
+
+MAIN = {e["path"]: e for e in INDEX["examples"] if e["group"] == "main"}
+
+
+NPGUARD = Options(ipblock_pods=False)
+
+
+# Examples the API server would refuse (and netpol refuses, located), with what it says; the
+# comparisons read them with the offending name fixed, which changes no connection.
+REFUSED = {"example_pods_w_same_owner_and_labels_gap_with_good_match_expression":
+           ("netpol.yaml", 4, "metadata.name", "invalid name 'use_common_labels_same_values'")}
+
+
+@functools.cache
+def raws(example: str) -> tuple[RawObject, ...]:
+    return tuple(_renamed(r) for r in load_paths([str(CORPUS / example / "manifests")]))
+
+
+def _renamed(raw: RawObject) -> RawObject:
+    """A NetworkPolicy named with '_' (refused by the API server) renamed with '-'."""
+    name = (raw.data.get("metadata") or {}).get("name")
+    if raw.kind != "NetworkPolicy" or "_" not in str(name):
+        return raw
+    data = {**raw.data, "metadata": {**raw.data["metadata"], "name": name.replace("_", "-")}}
+    return RawObject(data, raw.source, raw.lines, raw.cols)
+
+
+def npguard_view(objects) -> list[RawObject]:
+    """The objects as np-guard reads them: host-network pods policed, finished pods present."""
+    out = []
+    for raw in objects:
+        data = raw.data
+        if raw.kind == "Pod" and ((data.get("spec") or {}).get("hostNetwork")
+                                  or (data.get("status") or {}).get("phase") in ("Succeeded", "Failed")):
+            data = copy.deepcopy(data)
+            data["spec"].pop("hostNetwork", None)
+            data["status"].pop("phase", None)
+        out.append(RawObject(data, raw.source, raw.lines, raw.cols))
+    return out
+
+
+def expected(example: str) -> list[tuple[str, str, str]]:
+    text = (CORPUS / example / MAIN[example]["expected_connlist"]["txt"]).read_text()
+    return [tuple(line.replace(" => ", " : ", 1).split(" : ", 2)) for line in text.splitlines() if line.strip()]
+
+
+def cuts(lines, side: int) -> list[External]:
+    return [External.parse(line[side]) for line in lines if line[side].endswith("[External]")]
+
+
+def on_atoms(lines, src_atoms: list[External], dst_atoms: list[External]) -> dict[tuple[str, str], ConnSet]:
+    """Lines `(src, dst, conn)` with external ranges cut into atoms: {(src, dst): connections}."""
+    memo: dict[tuple[str, int], list[str]] = {}
+
+    def split(name: str, atoms: list[External]) -> list[str]:
+        if not name.endswith("[External]"):
+            return [name]
+        if (name, id(atoms)) not in memo:
+            ext = External.parse(name)
+            i = bisect.bisect_left(atoms, External(ext.version, ext.first, ext.first))
+            out = []
+            while i < len(atoms) and atoms[i].version == ext.version and atoms[i].last <= ext.last:
+                out.append(atoms[i].name)
+                i += 1
+            assert out and External.parse(out[-1]).last == ext.last, f"{name} is not a union of atoms"
+            memo[(name, id(atoms))] = out
+        return memo[(name, id(atoms))]
+
+    out: dict[tuple[str, str], ConnSet] = {}
+    for src, dst, conn in lines:
+        c = parse_conns(conn) if isinstance(conn, str) else conn
+        for s in split(src, src_atoms):
+            for d in split(dst, dst_atoms):
+                out[(s, d)] = c
+    return out
+
+
+def facts(lines, src_atoms: list[External], dst_atoms: list[External]) -> set[tuple]:
+    """(src-atom, dst-atom, protocol, lo, hi) for every allowed port range."""
+    return {(s, d, p, lo, hi) for (s, d), c in on_atoms(lines, src_atoms, dst_atoms).items()
+            for p, ranges in c.ranges for lo, hi in ranges}
