@@ -55,8 +55,7 @@ def test_daemonset_runs_the_agent_on_the_host_network():
 def test_daemonset_args_are_agent_options():
     from typer.main import get_command
 
-    from netpol.cli import _register, app
-    _register()
+    from netpol.cli import app
     group = get_command(app)
     agent = group.commands["agent"]
     known = {o for p in agent.params for o in p.opts}

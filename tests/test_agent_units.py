@@ -16,7 +16,7 @@ from netpol.agent.failmode import bootstrap_ruleset
 from netpol.agent.metrics import Metrics, RuleCounters
 from netpol.agent.pipeline import deny_mode
 from netpol.agent.source import Backoff, Watcher
-from netpol.cli import _register, app
+from netpol.cli import app
 from netpol.errors import NetpolError
 from netpol.k8s.kube import api_client
 from netpol.nft.ruleid import RuleId
@@ -213,7 +213,6 @@ def test_config_is_checked(change, message):
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path):
-    _register()
     runner = CliRunner()
     for args, text in [(["enforce", "--audit"], "need --watch"),
                        (["enforce", "--watch", "-f", str(tmp_path)], "not with -f"),

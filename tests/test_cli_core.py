@@ -14,9 +14,8 @@ from support.paths import POLICIES, ROOT
 from support.validation_cases import CASES, _expected_line
 from typer.testing import CliRunner
 
-from netpol.cli import _register, app
+from netpol.cli import app
 
-_register()
 POL = str(POLICIES)
 
 

@@ -10,12 +10,11 @@ from support.builders import build_sharing
 from support.npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws
 from typer.testing import CliRunner
 
-from netpol.cli import _register, app
+from netpol.cli import app
 from netpol.evaluate.diff import diff
 from netpol.evaluate.workloads import NO_CONNS, External, conn_minus
 from netpol.k8s.parse import build_cluster
 
-_register()
 runner = CliRunner()
 
 

@@ -18,7 +18,6 @@ from support.paths import POLICIES
 from support.worlds import SCENARIOS, scenario
 from typer.testing import CliRunner
 
-import netpol.cli.enforce  # noqa: F401  (registers render and enforce)
 from netpol.cli import app
 from netpol.evaluate.matrix import PortQuery
 from netpol.k8s import load_cluster

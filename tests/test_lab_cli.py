@@ -19,8 +19,6 @@ import pytest
 from support.paths import POLICIES, ROOT
 from typer.testing import CliRunner
 
-import netpol.cli.enforce  # noqa: F401  (registers enforce)
-import netpol.cli.lab  # noqa: F401  (registers lab)
 from netpol.cli import app
 from netpol.lab import topology
 from netpol.lab import verify as lab_verify

@@ -12,10 +12,8 @@ from support.lintkit import WORLD, docs, line_of, policy, write
 from support.paths import POLICIES
 from typer.testing import CliRunner
 
-from netpol.cli import _register, app
+from netpol.cli import app
 from netpol.lint.checks import all_checks
-
-_register()
 
 GHOST = policy("ghost", "podSelector: {matchLabels: {app: ghost}}  # GHOST")  # NP001, a warning
 IGNORED = policy("ign", "podSelector: {}\npolicyTypes: [Ingress]\negress:  # IGNORED\n- {}")  # NP006, an error

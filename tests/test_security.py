@@ -19,7 +19,7 @@ from support.hostile import ESCAPE, GOOD, INJECT, POLICY
 from support.paths import POLICIES
 from typer.testing import CliRunner
 
-from netpol.cli import _register, app
+from netpol.cli import app
 from netpol.errors import InputError, LabError
 from netpol.escape import inert, md_code, md_text, plain, uri_path
 from netpol.evaluate.conns import connections
@@ -31,7 +31,6 @@ from netpol.lab import topology
 
 
 def run(*args: str):
-    _register()
     return CliRunner().invoke(app, list(args))
 
 

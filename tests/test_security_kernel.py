@@ -21,7 +21,7 @@ from support.paths import POLICIES
 from typer.testing import CliRunner
 
 from netpol.agent.store import Event, Store
-from netpol.cli import _register, app
+from netpol.cli import app
 from netpol.errors import InputError
 from netpol.k8s import load_cluster
 from netpol.k8s.load import parse_text
@@ -101,7 +101,6 @@ def renamed(c: Cluster, names: list[str], namespace: str | None = None) -> Clust
 
 
 def run(*args: str):
-    _register()
     return CliRunner().invoke(app, list(args))
 
 

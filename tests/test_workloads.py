@@ -9,7 +9,7 @@ import pytest
 from support.paths import CORPUS
 from typer.testing import CliRunner
 
-from netpol.cli import _register, app
+from netpol.cli import app
 from netpol.evaluate.conns import connections
 from netpol.evaluate.resolve import Endpoint
 from netpol.evaluate.workloads import ALL_CONNS, NO_CONNS, External, conn_minus, connectivity, parse_conns, workloads
@@ -18,7 +18,6 @@ from netpol.k8s.model import Options
 from netpol.k8s.parse import build_cluster
 from netpol.k8s.source import RawObject, Source
 
-_register()
 runner = CliRunner()
 
 

@@ -49,8 +49,3 @@ class Pipeline:
         t2 = time.perf_counter()
         return Built(rs, pods=len(plan.pods), isolated=len(plan.enforced), policies=len(plan.policies),
                      compiled=how, compile_ms=(t1 - t0) * 1000, render_ms=(t2 - t1) * 1000)
-
-
-def builder(cfg) -> Pipeline:
-    """The agent's Build for its config (node, table, options, deny actions)."""
-    return Pipeline(cfg)

@@ -92,8 +92,8 @@ class Agent:
 
     def start(self) -> Agent:
         cfg = self.cfg
-        from netpol.agent.pipeline import builder
-        build = self._build or builder(cfg)
+        from netpol.agent.pipeline import Pipeline
+        build = self._build or Pipeline(cfg)
         make_client = self._make_client or _client_factory(cfg)
         make_client()  # bad kubeconfig: a typed error now, not a retry loop later
         enforcer = self.enforcer = self.enforcer or Enforcer(cfg.netns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -18,20 +19,15 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _register() -> None:
-    from netpol.cli import query  # noqa: F401  (commands register on import)
-    for optional in ("enforce", "lab", "lint", "agent", "review"):
-        try:
-            __import__(f"{__name__}.{optional}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{optional}":
-                raise
-
-
 def main() -> None:
-    _register()
     try:
         app(standalone_mode=True)
     except NetpolError as exc:  # errors outside a command body (e.g. during option parsing)
         typer.echo(inert(f"netpol: error: {plain(str(exc))}"), err=True)
         sys.exit(2)
+
+
+# Each face registers its commands on `app` when imported (they need `app`, so they come last), in
+# the order `--help` lists them.
+for _face in ("query", "enforce", "lab", "lint", "agent", "review"):
+    importlib.import_module(f"netpol.cli.{_face}")

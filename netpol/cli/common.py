@@ -10,8 +10,7 @@ import typer
 
 from netpol.errors import NetpolError
 from netpol.escape import inert, plain
-from netpol.k8s import load_cluster
-from netpol.k8s.model import Cluster, Options
+from netpol.k8s.model import Options
 
 Filenames = Annotated[list[str] | None, typer.Option(
     "-f", "--filename", help="File, folder (recursive) or - for stdin; repeatable.")]
@@ -29,10 +28,6 @@ def user_errors() -> Iterator[None]:
     except NetpolError as exc:
         typer.echo(inert(f"netpol: error: {plain(str(exc))}"), err=True)
         raise typer.Exit(2) from None
-
-
-def cluster_from(filenames: list[str] | None, kubeconfig: str | None, context: str | None) -> Cluster:
-    return load_cluster(filenames, kubeconfig, context)
 
 
 def options(ipblock_pods: str) -> Options:

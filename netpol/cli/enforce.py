@@ -15,8 +15,9 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, cluster_from, options, user_errors
+from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, options, user_errors
 from netpol.errors import NetpolError
+from netpol.k8s import load_cluster
 from netpol.nft.plan import Plan, compile_plan
 from netpol.nft.render import TABLE_NAME, render, to_json
 from netpol.nft.ruleset import Ruleset
@@ -36,17 +37,15 @@ def _table(name: str) -> str:
 def _plan(filename: list[str] | None, kubeconfig: str | None, context: str | None, node: str | None,
           ipblock_pods: str) -> Plan:
     opts = options(ipblock_pods)
-    return compile_plan(cluster_from(filename, kubeconfig, context), node, opts)
+    return compile_plan(load_cluster(filename, kubeconfig, context), node, opts)
 
 
 @contextlib.contextmanager
 def _kernel_errors() -> Iterator[None]:
-    """What the kernel or a netns refuses is reported like any other error, without a traceback."""
-    from netpol.errors import ApplyError, NetnsError
+    """Without CAP_NET_ADMIN the kernel says EPERM: say what to do. (What nft or a netns refuses is
+    already a NetpolError, reported like any other.)"""
     try:
         yield
-    except (ApplyError, NetnsError) as exc:
-        raise NetpolError(str(exc)) from None
     except PermissionError as exc:
         raise NetpolError(f"{exc}: netpol enforce needs root (CAP_NET_ADMIN)") from None
 

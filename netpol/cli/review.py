@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import IpblockPods, cluster_from, options, user_errors
+from netpol.cli.common import IpblockPods, options, user_errors
 from netpol.errors import QueryError
 from netpol.evaluate.diff import RENDERERS, diff
 from netpol.evaluate.workloads import connectivity, render
@@ -40,6 +40,6 @@ def workload_matrix(ports_given: bool, namespaces: list[str] | None, output: str
             raise QueryError(f"-o {output!r}: expected txt, json or md with --workloads")
         if ports_given:
             raise QueryError("--port/--protocol do not apply to --workloads: it lists every port and protocol")
-        cluster = cluster_from(filename, kubeconfig, context)
+        cluster = load_cluster(filename, kubeconfig, context)
         result = connectivity(cluster, options(ipblock_pods), namespaces=namespaces or None)
     typer.echo(render(result, output))
