@@ -21,22 +21,9 @@ kernel = pytest.mark.kernel
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")
 
 
-
 def ruleset(skeleton: str = SKELETON, **changes: set[str]) -> Ruleset:
     elems = {**ELEMENTS, **changes}
     return Ruleset(T, skeleton, {k: frozenset(v) for k, v in elems.items()})
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 @pytest.fixture

@@ -32,16 +32,6 @@ pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")]
 
 
-
-
-
-
-
-
-
-
-
-
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_kernel_agrees_with_decide(lab, name):
     c, opts = scenario(name)

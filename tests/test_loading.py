@@ -261,7 +261,6 @@ def test_pod_fields_that_matter():
             ports:
             - {name: dns, containerPort: 53, protocol: UDP}
             - {name: dns-tcp, containerPort: 53}
-            - {name: typo, containerPor: 1}
         status: {phase: Running, podIP: 198.18.0.1}
         """)
     p = c.by_key["x/a"]

@@ -34,12 +34,6 @@ from netpol.k8s.parse import build_cluster
 pytestmark = pytest.mark.skipif(not MAIN, reason="np-guard corpus not present")
 
 
-
-
-
-
-
-
 def test_refused_examples_are_refused_where_the_api_server_would():
     every = {}
     for example in sorted(MAIN):
@@ -48,16 +42,6 @@ def test_refused_examples_are_refused_where_the_api_server_would():
         except InputError as exc:
             every[example] = (exc.file.rsplit("/", 1)[-1], exc.line, exc.field, exc.message.split(":")[0])
     assert every == REFUSED
-
-
-
-
-
-
-
-
-
-
 
 
 def compare(example: str, objects, opts: Options = NPGUARD) -> tuple[set, set]:

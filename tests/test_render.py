@@ -44,23 +44,7 @@ kernel = pytest.mark.kernel
 # ---- scenarios (shared with test_enforce_kernel) ------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
 # ---- a packet walk through the rendered JSON ----------------------------------------------------
-
-
-
-
-
 
 
 def _ep(c: Cluster, p: Pod | None, ip: str | None) -> Endpoint:

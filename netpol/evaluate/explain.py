@@ -64,7 +64,6 @@ def rule_miss(rule: Rule, direction: str, peer_ep: Endpoint, port: int, protocol
     return " and ".join(misses)
 
 
-
 def ip_block_hint(rule: Rule, ep: Endpoint, version: int | None, opts: Options) -> str:
     """Why an ipBlock that seems to cover a pod does not match it: the two places users trip."""
     blocks = [p.ip_block for p in rule.peers if p.ip_block is not None]

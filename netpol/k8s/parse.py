@@ -8,7 +8,7 @@ from typing import cast
 
 from netpol.errors import InputError
 from netpol.gcpause import gc_paused
-from netpol.k8s import names
+from netpol.k8s import fields, names
 from netpol.k8s.model import (
     NS_NAME_LABEL,
     PROTOCOLS,
@@ -394,6 +394,7 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
         if kind == "NetworkPolicy" and not str(raw.data.get("apiVersion", "networking.k8s.io/v1")).startswith(
                 "networking.k8s.io/"):
             continue
+        fields.check(raw)  # typos first: a misspelt field changes what a policy means
         at = _At(raw)
         ident = (kind, "" if kind == "Namespace" else at.get(("metadata", "namespace"), str) or "default",
                  at.get(("metadata", "name"), str) or "")

@@ -1,0 +1,76 @@
+"""Strict fields: an object netpol models may hold only the fields its API type has, as kubectl's
+strict field validation requires (the default since Kubernetes 1.27).
+
+A typo is not a harmless extra: `podSelector: {matchLabel: ...}` read leniently selects every pod of
+the namespace, and `ingress: [{fromm: ...}]` allows from anywhere. The field lists come from the
+official client's models (the OpenAPI schema of the API it was generated from), walked lazily and
+cached per type. Kinds netpol does not model are not checked: their fields are not its business.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from netpol.k8s.source import Path_, RawObject
+
+# kind -> the client model of its API type
+MODELS = {"NetworkPolicy": "V1NetworkPolicy", "Pod": "V1Pod", "Namespace": "V1Namespace", "Service": "V1Service",
+          "Deployment": "V1Deployment", "StatefulSet": "V1StatefulSet", "DaemonSet": "V1DaemonSet",
+          "ReplicaSet": "V1ReplicaSet", "ReplicationController": "V1ReplicationController", "Job": "V1Job",
+          "CronJob": "V1CronJob"}
+_CONTAINER = re.compile(r"(List|Dict)\[(?:str, )?(.+)\]")
+
+
+# Fields the API once had and exports still carry: NetworkPolicy status (alpha, 1.24-1.27), which
+# netpol ignores like any status.
+_LEGACY = {"V1NetworkPolicy": {"status": "object"}}
+
+
+@functools.cache
+def _fields(model: str) -> dict[str, str] | None:
+    """JSON field name -> type of a client model; None for a type that is not a model."""
+    from kubernetes import client
+    cls = getattr(client, model, None)
+    if cls is None or not hasattr(cls, "attribute_map"):
+        return None
+    return {cls.attribute_map[attr]: typ for attr, typ in cls.openapi_types.items()} | _LEGACY.get(model, {})
+
+
+def _unknown(node: Any, typ: str, path: Path_) -> Iterator[tuple[Path_, list[str]]]:
+    """(path, known names) for every field the type does not have, depth first in input order."""
+    container = _CONTAINER.fullmatch(typ)
+    if container:
+        kind, inner = container.groups()
+        if kind == "List" and isinstance(node, list):
+            for i, item in enumerate(node):
+                yield from _unknown(item, inner, path + (i,))
+        elif kind == "Dict" and isinstance(node, dict):
+            for key, value in node.items():
+                yield from _unknown(value, inner, path + (key,))
+        return
+    fields = _fields(typ)
+    if fields is None or not isinstance(node, dict):
+        return  # a scalar, `object` (free-form), or a type mismatch that parse reports
+    for key, value in node.items():
+        if key not in fields:
+            yield path + (key,), list(fields)
+        else:
+            yield from _unknown(value, fields[key], path + (key,))
+
+
+def check(raw: RawObject) -> None:
+    """Refuse the first field of a modelled object that its API type does not have, located, with
+    the closest known name."""
+    model = MODELS.get(raw.kind)
+    if model is None:
+        return
+    for path, known in _unknown(raw.data, model, ()):
+        name = str(path[-1])
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise raw.error(f'unknown field "{name}"{hint}', path)
+

@@ -1,0 +1,131 @@
+"""Strict fields: a misspelt field is refused where kubectl's strict validation refuses it, located,
+with the closest known name, and is never enforced or answered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+
+import pytest
+from support.paths import POLICIES
+from typer.testing import CliRunner
+
+from netpol.cli import app
+from netpol.errors import InputError
+from netpol.k8s.load import parse_text
+from netpol.k8s.parse import build_cluster
+
+POLICY = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: tenant3}
+spec:
+  podSelector:
+    matchLabels: {role: db}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: frontend}}}]
+    ports: [{port: 8080}]
+"""
+TYPOS = [  # (replace, with, field path, the suggestion)
+    ("matchLabels: {role: db}", "matchLabel: {role: db}", "spec.podSelector.matchLabel", "matchLabels"),
+    ("- from:", "- fromm:", "spec.ingress[0].fromm", "from"),
+    ("policyTypes:", "policyType:", "spec.policyType", "policyTypes"),
+    ("ports: [{port: 8080}]", "ports: [{prot: 8080}]", "spec.ingress[0].ports[0].prot", "port"),
+    ("ports: [{port: 8080}]", "ports: [{port: 8080, endport: 9090}]", "spec.ingress[0].ports[0].endport", "endPort"),
+    ("{podSelector: {matchLabels: {role: frontend}}}", "{podselector: {matchLabels: {role: frontend}}}",
+     "spec.ingress[0].from[0].podselector", "podSelector"),
+    ("{podSelector: {matchLabels: {role: frontend}}}", "{ipBlock: {cidr: 198.18.0.0/16, expect: [198.18.1.0/24]}}",
+     "spec.ingress[0].from[0].ipBlock.expect", "except"),
+    ("metadata: {name: db, namespace: tenant3}", "metadata: {name: db, namespce: tenant3}", "metadata.namespce",
+     "namespace"),
+    ("spec:", "spex: {}\nspec:", "spex", "spec"),
+]
+
+
+def refusal(text: str, file: str = "in.yaml") -> InputError:
+    with pytest.raises(InputError) as err:
+        build_cluster(parse_text(textwrap.dedent(text), file))
+    return err.value
+
+
+@pytest.mark.parametrize(("old", "new", "path", "hint"), TYPOS, ids=[t[2] for t in TYPOS])
+def test_typos_in_a_policy_are_refused_with_a_suggestion(old, new, path, hint):
+    text = POLICY.replace(old, new)
+    err = refusal(text)
+    line = next(i for i, line in enumerate(text.splitlines(), 1) if path.rsplit(".", 1)[-1].split("[")[0] + ":" in line)
+    assert (err.file, err.line, err.field) == ("in.yaml", line, path)
+    assert err.message == f'unknown field "{path.rsplit(".", 1)[-1]}" (did you mean "{hint}"?)'
+
+
+def test_the_correct_policy_reads():
+    pol = build_cluster(parse_text(POLICY, "in.yaml")).policies[0]
+    assert pol.pod_selector.match_labels == (("role", "db"),) and pol.ingress[0].peers
+
+
+@pytest.mark.parametrize(("doc", "path"), [
+    ("kind: Pod\nmetadata: {name: p, namespace: a}\nspec: {containers: [{name: c, ports: [{containerPor: 80}]}]}",
+     "spec.containers[0].ports[0].containerPor"),
+    ("kind: Pod\nmetadata: {name: p, namespace: a}\nspec: {hostNetwrok: true}", "spec.hostNetwrok"),
+    ("kind: Pod\nmetadata: {name: p, namespace: a, lables: {app: x}}", "metadata.lables"),
+    ("kind: Pod\nmetadata: {name: p, namespace: a}\nstatus: {podIp: 198.18.0.1}", "status.podIp"),
+    ("kind: Deployment\nmetadata: {name: d, namespace: a}\nspec: {template: {metadata: {label: {app: x}}}}",
+     "spec.template.metadata.label"),
+    ("kind: CronJob\nmetadata: {name: c, namespace: a}\nspec: {jobTemplate: {spec: {template: {spec: "
+     "{containers: [{name: c, port: []}]}}}}}", "spec.jobTemplate.spec.template.spec.containers[0].port"),
+    ("kind: Namespace\nmetadata: {name: a, label: {team: x}}", "metadata.label"),
+    ("kind: Service\nmetadata: {name: s, namespace: a}\nspec: {selecter: {app: x}}", "spec.selecter"),
+])
+def test_every_modelled_kind_is_strict(doc, path):
+    err = refusal("apiVersion: v1\n" + doc + "\n")
+    assert err.field == path and err.line and err.message.startswith("unknown field")
+
+
+def test_whole_real_objects_read_and_unmodelled_kinds_are_not_checked():
+    c = build_cluster(parse_text(textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: p
+          namespace: a
+          annotations: {any/key: "anything"}
+          managedFields: [{manager: kubectl, operation: Apply, fieldsV1: {"f:spec": {}}}]
+        spec:
+          containers:
+          - name: c
+            image: nginx
+            resources: {limits: {cpu: "1"}}
+            env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+            readinessProbe: {httpGet: {path: /, port: 80}}
+          affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: []}}}
+          tolerations: [{key: k, operator: Exists}]
+          volumes: [{name: v, emptyDir: {}}]
+        status: {phase: Running, podIP: 198.18.0.1, conditions: [{type: Ready, status: "True"}]}
+        ---
+        apiVersion: example.com/v1
+        kind: Widget
+        metadata: {name: w, namespace: a}
+        spec: {anything: [1, 2], goes: here}
+        ---
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: np, namespace: a}
+        spec: {podSelector: {}}
+        status: {}
+        """), "ok.yaml"))
+    assert [p.key for p in c.pods] == ["a/p"] and [p.key for p in c.policies] == ["a/np"]
+
+
+def test_commands_refuse_a_typo_and_lint_reports_it(tmp_path):
+    shutil.copytree(POLICIES, tmp_path / "p")
+    f = tmp_path / "p" / "tenant3-db.yaml"
+    f.write_text(f.read_text().replace("      role: db", "      role: db\n    matchLabel: {role: x}", 1))
+    assert "matchLabel:" in f.read_text()
+    runner = CliRunner()
+    for args in (["check", "tenant2/app-0", "tenant3/db-0", "-p", "5432"], ["matrix"], ["render"]):
+        r = runner.invoke(app, [*args, "-f", str(tmp_path / "p")])
+        assert r.exit_code == 2 and 'tenant3-db.yaml:' in r.output and 'unknown field "matchLabel"' in r.output, r.output
+    r = runner.invoke(app, ["lint", str(tmp_path / "p"), "-o", "json"])
+    found = [x for x in json.loads(r.stdout) if x["code"] == "NP000"]
+    assert r.exit_code == 2 and len(found) == 1 and 'did you mean \\"matchLabels\\"' in json.dumps(found[0]["message"])
