@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators and bidi overrides.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, bidi overrides, lone surrogates.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 # A CI runner reads a line as a workflow command when it starts, after blanks, with `::` (GitHub
 # Actions) or `##` (`##[cmd]`, its older syntax, and Azure Pipelines' `##vso[`); the older syntax
 # may be looked for anywhere in a line, so `##[` is broken up wherever it stands.

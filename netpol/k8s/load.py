@@ -7,7 +7,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, Any
 
 import yaml
 
@@ -23,12 +23,26 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when availabl
 _CONSTRUCT = yaml.constructor.SafeConstructor()
 
 
-def _scalar(node: yaml.ScalarNode):
-    """A scalar as YAML 1.1 reads it (what kubectl's YAML decoder does: `yes` is a boolean)."""
+# Scalars become JSON values, as kubectl's decoder makes them: null, booleans, numbers and strings.
+# A timestamp stays the text it was written as; any other tag is refused.
+_JSON_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float")}
+_TEXT_TAGS = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"}
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """A scalar as YAML 1.1 reads it (what kubectl's YAML decoder does: `yes` is a boolean), or a
+    located error for one that is not a JSON value (`!!int abc`, a 5,000-digit number)."""
     tag = node.tag
-    if tag == "tag:yaml.org,2002:str":
+    if tag in _TEXT_TAGS:
         return node.value
-    return _CONSTRUCT.construct_object(node, deep=True)
+    if tag in _JSON_TAGS and isinstance(node, yaml.ScalarNode):
+        try:
+            return _CONSTRUCT.construct_object(node, deep=True)
+        except (ValueError, KeyError, OverflowError):
+            pass
+    what = tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org,2002:") else tag
+    raise yaml.constructor.ConstructorError(
+        None, None, f"{str(node.value)[:40]!r} is not a valid {what}", node.start_mark)
 
 
 _STR = "tag:yaml.org,2002:str"
