@@ -129,3 +129,51 @@ def test_commands_refuse_a_typo_and_lint_reports_it(tmp_path):
     r = runner.invoke(app, ["lint", str(tmp_path / "p"), "-o", "json"])
     found = [x for x in json.loads(r.stdout) if x["code"] == "NP000"]
     assert r.exit_code == 2 and len(found) == 1 and 'did you mean \\"matchLabels\\"' in json.dumps(found[0]["message"])
+
+
+OTHERS = """\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: tenant1}
+spec: {rules: []}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: c, namespace: tenant1}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: d, namespace: tenant1}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: e, namespace: tenant1}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: tenant1}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated, namespace: tenant1}
+"""
+
+
+def test_kinds_that_change_connectivity_are_named_not_passed_over(tmp_path):
+    shutil.copytree(POLICIES, tmp_path / "p")
+    (tmp_path / "p" / "others.yaml").write_text(OTHERS)
+    c = build_cluster(parse_text(OTHERS, "o.yaml"))
+    assert c.ignored == (("CiliumNetworkPolicy (cilium.io/v2)", 2), ("HTTPRoute (gateway.networking.k8s.io/v1)", 1),
+                         ("Ingress (networking.k8s.io/v1)", 1), ("NetworkPolicy (projectcalico.org/v3)", 1))
+    runner = CliRunner()
+    for args in (["check", "tenant2/app-0", "tenant3/db-0", "-p", "5432"], ["matrix"], ["render"]):
+        r = runner.invoke(app, [*args, "-f", str(tmp_path / "p")])
+        assert r.exit_code in (0, 1), r.output
+        assert "netpol: warning:" in r.stderr and "2 CiliumNetworkPolicy (cilium.io/v2)" in r.stderr
+        assert "ConfigMap" not in r.stderr
+    r = runner.invoke(app, ["check", "tenant2/app-0", "tenant3/db-0", "-p", "5432", "-f", str(POLICIES)])
+    assert "warning" not in r.stderr
+    r = runner.invoke(app, ["lint", str(tmp_path / "p"), "-o", "json"])
+    found = [(x["file"].rsplit("/", 1)[-1], x["line"]) for x in json.loads(r.stdout) if x["code"] == "NP012"]
+    assert found == [("others.yaml", 2), ("others.yaml", 7), ("others.yaml", 11), ("others.yaml", 15),
+                     ("others.yaml", 19)]

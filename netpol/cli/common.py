@@ -10,7 +10,8 @@ import typer
 
 from netpol.errors import NetpolError
 from netpol.escape import inert, plain
-from netpol.k8s.model import Options
+from netpol.k8s import ignored, load_cluster
+from netpol.k8s.model import Cluster, Options
 
 Filenames = Annotated[list[str] | None, typer.Option(
     "-f", "--filename", help="File, folder (recursive) or - for stdin; repeatable.")]
@@ -35,3 +36,12 @@ def options(ipblock_pods: str) -> Options:
     if value not in ("true", "false", "yes", "no", "1", "0"):
         raise NetpolError(f"--ipblock-pods {ipblock_pods!r}: expected true or false")
     return Options(ipblock_pods=value in ("true", "yes", "1"))
+
+
+def load_input(filenames: list[str] | None, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+    """The cluster a command answers for; on stderr, what the answer leaves out."""
+    cluster = load_cluster(filenames, kubeconfig, context)
+    note = ignored.warning(cluster.ignored)
+    if note:
+        typer.echo(inert(f"netpol: warning: {plain(note)}"), err=True)
+    return cluster

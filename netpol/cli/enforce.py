@@ -15,9 +15,8 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, options, user_errors
+from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, load_input, options, user_errors
 from netpol.errors import NetpolError
-from netpol.k8s import load_cluster
 from netpol.nft.plan import Plan, compile_plan
 from netpol.nft.render import TABLE_NAME, render, to_json
 from netpol.nft.ruleset import Ruleset
@@ -37,7 +36,7 @@ def _table(name: str) -> str:
 def _plan(filename: list[str] | None, kubeconfig: str | None, context: str | None, node: str | None,
           ipblock_pods: str) -> Plan:
     opts = options(ipblock_pods)
-    return compile_plan(load_cluster(filename, kubeconfig, context), node, opts)
+    return compile_plan(load_input(filename, kubeconfig, context), node, opts)
 
 
 @contextlib.contextmanager

@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, options, user_errors
+from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, load_input, options, user_errors
 from netpol.cli.query import port_queries
 from netpol.errors import LabError
-from netpol.k8s import load_cluster
 from netpol.lab import topology
 from netpol.lab.probe import Probe
 from netpol.lab.probe import probe as run_probes
@@ -33,7 +32,7 @@ def up(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Conte
        port: Ports = None, protocol: Protocols = None, prefix: Prefix = "nplab") -> None:
     """One namespace per pod, routed through one node namespace, a server on every port."""
     with user_errors():
-        cluster = load_cluster(filename, kubeconfig, context)
+        cluster = load_input(filename, kubeconfig, context)
         pods = lab_pods(cluster)
         state = topology.up(hosts_for(pods), prefix, extra_ports(port_queries(port, protocol)))
     typer.echo(f"lab {prefix}: {len(state.hosts)} pods up; node namespace {state.node_netns}")
@@ -69,7 +68,7 @@ def verify(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: C
            ipblock_pods: IpblockPods = "true") -> None:
     """Up, enforce, probe, compare with the evaluator, down. Exit 1 on any disagreement."""
     with user_errors():
-        cluster = load_cluster(filename, kubeconfig, context)
+        cluster = load_input(filename, kubeconfig, context)
         result = run_verify(cluster, port_queries(port, protocol), options(ipblock_pods), prefix, timeout, keep)
     if output == "json":
         typer.echo(json.dumps(result.contract(), indent=1))

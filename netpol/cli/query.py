@@ -10,14 +10,13 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, options, user_errors
+from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, load_input, options, user_errors
 from netpol.errors import QueryError
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections, port_edges
 from netpol.evaluate.decide import Verdict, decide
 from netpol.evaluate.matrix import Matrix, PortQuery, compute, resolve_port
 from netpol.evaluate.resolve import Endpoint, endpoint
-from netpol.k8s import load_cluster
 from netpol.k8s.model import PROTOCOLS
 
 
@@ -80,7 +79,7 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
         proto = _protocol(protocol) if protocol is not None else None
         number = _port(port) if port is not None else None
         opts = options(ipblock_pods)
-        cluster = load_cluster(filename, kubeconfig, context)
+        cluster = load_input(filename, kubeconfig, context)
         s, d = endpoint(cluster, src), endpoint(cluster, dst)
         conns = None
         if number is None:  # every port: the verdict shown is at the first allowed port, if any
@@ -170,7 +169,7 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
             hint = " (txt is for --workloads)" if output == "txt" else ""
             raise QueryError(f"-o {output!r}: expected text, json, csv or md{hint}")
         queries = port_queries(port, protocol)
-        cluster = load_cluster(filename, kubeconfig, context)
+        cluster = load_input(filename, kubeconfig, context)
         pods = [p for p in cluster.pods if not namespace or p.namespace in namespace]
         result = compute(cluster, queries, pods, options(ipblock_pods))
     typer.echo(RENDERERS[output](result))

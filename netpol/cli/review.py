@@ -7,11 +7,10 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import IpblockPods, options, user_errors
+from netpol.cli.common import IpblockPods, load_input, options, user_errors
 from netpol.errors import QueryError
 from netpol.evaluate.diff import RENDERERS, diff
 from netpol.evaluate.workloads import connectivity, render
-from netpol.k8s import load_cluster
 
 
 @app.command("diff")
@@ -27,7 +26,7 @@ def diff_command(
         if output not in RENDERERS:
             raise QueryError(f"-o {output!r}: expected text, json or md")
         opts = options(ipblock_pods)
-        result = diff(load_cluster([old]), load_cluster([new]), opts)
+        result = diff(load_input([old]), load_input([new]), opts)
     typer.echo(RENDERERS[output](result))
     raise typer.Exit(1 if fail_on_added and result.opens else 0)
 
@@ -40,6 +39,6 @@ def workload_matrix(ports_given: bool, namespaces: list[str] | None, output: str
             raise QueryError(f"-o {output!r}: expected txt, json or md with --workloads")
         if ports_given:
             raise QueryError("--port/--protocol do not apply to --workloads: it lists every port and protocol")
-        cluster = load_cluster(filename, kubeconfig, context)
+        cluster = load_input(filename, kubeconfig, context)
         result = connectivity(cluster, options(ipblock_pods), namespaces=namespaces or None)
     typer.echo(render(result, output))

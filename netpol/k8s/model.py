@@ -222,6 +222,8 @@ class Cluster(Frozen):
     pods: tuple[Pod, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
     services: tuple[Service, ...] = ()
+    # objects of kinds that change connectivity but that netpol does not evaluate: (kind, count)
+    ignored: tuple[tuple[str, int], ...] = ()
 
     @cached_property
     def by_key(self) -> dict[str, Pod]:

@@ -8,7 +8,7 @@ from typing import cast
 
 from netpol.errors import InputError
 from netpol.gcpause import gc_paused
-from netpol.k8s import fields, names
+from netpol.k8s import fields, ignored, names
 from netpol.k8s.model import (
     NS_NAME_LABEL,
     PROTOCOLS,
@@ -387,12 +387,13 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     policies: list[NetworkPolicy] = []
     services: list[Service] = []
     seen: dict[tuple[str, str, str], RawObject] = {}
+    skipped: list[RawObject] = []
     for raw in raws:
         kind = raw.kind
-        if kind not in ("Namespace", "Pod", "NetworkPolicy", "Service", *WORKLOAD_KINDS):
-            continue
-        if kind == "NetworkPolicy" and not str(raw.data.get("apiVersion", "networking.k8s.io/v1")).startswith(
-                "networking.k8s.io/"):
+        if kind not in ("Namespace", "Pod", "NetworkPolicy", "Service", *WORKLOAD_KINDS) or (
+                kind == "NetworkPolicy" and not str(raw.data.get("apiVersion", "networking.k8s.io/v1")).startswith(
+                    "networking.k8s.io/")):
+            skipped.append(raw)
             continue
         fields.check(raw)  # typos first: a misspelt field changes what a policy means
         at = _At(raw)
@@ -422,4 +423,5 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     for name in used | {"default"}:
         namespaces.setdefault(name, Namespace(name=name, labels={NS_NAME_LABEL: name}))
     return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),
+                   ignored=ignored.summary(skipped),
                    services=tuple(services))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netpol.lint.checks import dns, ipblock, isolation, ports, rules, selection, tenants
+from netpol.lint.checks import dns, ipblock, isolation, ports, rules, scope, selection, tenants
 from netpol.lint.registry import INPUT_ERROR, Check
 
 CHECKS: tuple[Check, ...] = (
@@ -18,6 +18,7 @@ CHECKS: tuple[Check, ...] = (
     ipblock.ipblock_covers_pods,
     isolation.allow_all_voids_deny,
     tenants.cross_tenant,
+    scope.not_evaluated,
 )
 
 
