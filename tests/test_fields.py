@@ -177,3 +177,33 @@ def test_kinds_that_change_connectivity_are_named_not_passed_over(tmp_path):
     found = [(x["file"].rsplit("/", 1)[-1], x["line"]) for x in json.loads(r.stdout) if x["code"] == "NP012"]
     assert found == [("others.yaml", 2), ("others.yaml", 7), ("others.yaml", 11), ("others.yaml", 15),
                      ("others.yaml", 19)]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["matrix", "-f", "{empty}"], "no Kubernetes objects in the input"),
+    (["check", "a/b", "a/c", "-f", "{empty}"], "no Kubernetes objects in the input"),
+    (["matrix", "-f", str(POLICIES), "-n", "nope"], "no namespace 'nope' in the input"),
+    (["matrix", "-f", str(POLICIES), "-n", "tenant"], 'did you mean "tenant3"?'),
+    (["matrix", "--workloads", "-f", str(POLICIES), "-n", "nope"], "no namespace 'nope'"),
+    (["matrix", "-f", str(POLICIES), "-n", "default"], "nothing to show: the input has no pods in namespace default"),
+    (["diff", "{empty}", "{empty}"], "nothing to compare"),
+    (["lab", "verify", "-f", "{policies_only}"], "nothing to probe: the input has no pods with addresses"),
+])
+def test_runs_that_would_check_nothing_say_so(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "policies_only").mkdir()
+    shutil.copy(POLICIES / "tenant3-db.yaml", tmp_path / "policies_only")
+    paths = {"empty": str(tmp_path / "empty"), "policies_only": str(tmp_path / "policies_only")}
+    r = CliRunner().invoke(app, [a.format(**paths) for a in args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+def test_diff_from_nothing_is_a_real_question(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(app, ["diff", str(tmp_path / "empty"), str(POLICIES), "-o", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["summary"]["added"] > 0
+
+
+def test_lint_of_nothing_is_an_input_error(tmp_path):
+    r = CliRunner().invoke(app, ["lint", str(tmp_path)])
+    assert r.exit_code == 2 and "NP000" in r.stdout and "no Kubernetes objects" in r.stdout

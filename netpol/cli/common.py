@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 from collections.abc import Iterator
 from typing import Annotated
 
 import typer
 
-from netpol.errors import NetpolError
+from netpol.errors import NetpolError, QueryError
 from netpol.escape import inert, plain
 from netpol.k8s import ignored, load_cluster
-from netpol.k8s.model import Cluster, Options
+from netpol.k8s.model import Cluster, Options, Pod
 
 Filenames = Annotated[list[str] | None, typer.Option(
     "-f", "--filename", help="File, folder (recursive) or - for stdin; repeatable.")]
@@ -38,10 +39,26 @@ def options(ipblock_pods: str) -> Options:
     return Options(ipblock_pods=value in ("true", "yes", "1"))
 
 
-def load_input(filenames: list[str] | None, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+def load_input(filenames: list[str] | None, kubeconfig: str | None = None, context: str | None = None,
+               allow_empty: bool = False) -> Cluster:
     """The cluster a command answers for; on stderr, what the answer leaves out."""
-    cluster = load_cluster(filenames, kubeconfig, context)
+    cluster = load_cluster(filenames, kubeconfig, context, allow_empty)
     note = ignored.warning(cluster.ignored)
     if note:
         typer.echo(inert(f"netpol: warning: {plain(note)}"), err=True)
     return cluster
+
+
+def in_namespaces(cluster: Cluster, namespaces: list[str] | None, what: str = "pods") -> list[Pod]:
+    """The pods (and workloads) of the namespaces asked for (None: all); a namespace the input does not
+    have, or nothing to show, is an error, not an empty answer."""
+    for ns in namespaces or ():
+        if ns not in cluster.namespaces:
+            close = difflib.get_close_matches(ns, list(cluster.namespaces), n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else f" (it has {', '.join(cluster.namespaces)})"
+            raise QueryError(f"no namespace {ns!r} in the input{hint}")
+    pods = [p for p in cluster.pods if not namespaces or p.namespace in namespaces]
+    if not pods:
+        where = f" in namespace {', '.join(namespaces)}" if namespaces else ""
+        raise QueryError(f"nothing to show: the input has no {what}{where}")
+    return pods

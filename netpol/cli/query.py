@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, load_input, options, user_errors
+from netpol.cli.common import (
+    Context,
+    Filenames,
+    IpblockPods,
+    Kubeconfig,
+    in_namespaces,
+    load_input,
+    options,
+    user_errors,
+)
 from netpol.errors import QueryError
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections, port_edges
@@ -170,6 +179,6 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
             raise QueryError(f"-o {output!r}: expected text, json, csv or md{hint}")
         queries = port_queries(port, protocol)
         cluster = load_input(filename, kubeconfig, context)
-        pods = [p for p in cluster.pods if not namespace or p.namespace in namespace]
+        pods = in_namespaces(cluster, namespace)
         result = compute(cluster, queries, pods, options(ipblock_pods))
     typer.echo(RENDERERS[output](result))

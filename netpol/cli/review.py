@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import IpblockPods, load_input, options, user_errors
+from netpol.cli.common import IpblockPods, in_namespaces, load_input, options, user_errors
 from netpol.errors import QueryError
 from netpol.evaluate.diff import RENDERERS, diff
 from netpol.evaluate.workloads import connectivity, render
@@ -26,7 +26,10 @@ def diff_command(
         if output not in RENDERERS:
             raise QueryError(f"-o {output!r}: expected text, json or md")
         opts = options(ipblock_pods)
-        result = diff(load_input([old]), load_input([new]), opts)
+        before, after = load_input([old], allow_empty=True), load_input([new], allow_empty=True)
+        if not (before.pods or before.policies or after.pods or after.policies):
+            raise QueryError(f"nothing to compare: neither {old} nor {new} holds pods, workloads or policies")
+        result = diff(before, after, opts)
     typer.echo(RENDERERS[output](result))
     raise typer.Exit(1 if fail_on_added and result.opens else 0)
 
@@ -40,5 +43,6 @@ def workload_matrix(ports_given: bool, namespaces: list[str] | None, output: str
         if ports_given:
             raise QueryError("--port/--protocol do not apply to --workloads: it lists every port and protocol")
         cluster = load_input(filename, kubeconfig, context)
+        in_namespaces(cluster, namespaces, "pods or workloads")
         result = connectivity(cluster, options(ipblock_pods), namespaces=namespaces or None)
     typer.echo(render(result, output))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from netpol.errors import NetpolError
+from netpol.errors import InputError, NetpolError
 from netpol.k8s.load import load_paths
 from netpol.k8s.model import Cluster
 from netpol.k8s.parse import build_cluster
 
 
 def load_cluster(filenames: list[str] | None, kubeconfig: str | None = None,
-                 context: str | None = None) -> Cluster:
+                 context: str | None = None, allow_empty: bool = False) -> Cluster:
     if filenames:
-        return build_cluster(load_paths(filenames))
+        raws = load_paths(filenames)
+        if not raws and not allow_empty:  # as kubectl: an answer about nothing is not an answer
+            raise InputError("no Kubernetes objects in the input (files ending .yaml, .yml or .json)",
+                             ", ".join(filenames))
+        return build_cluster(raws)
     if kubeconfig is None and context is None:
         import os
         if not os.environ.get("KUBECONFIG") and not os.path.exists(os.path.expanduser("~/.kube/config")) \

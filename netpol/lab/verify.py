@@ -130,6 +130,8 @@ def enforce_into(state: LabState, cluster: Cluster, opts: Options, table: str = 
 def verify(cluster: Cluster, queries: Sequence[PortQuery], opts: Options = Options(), prefix: str = "nplab",
            timeout: float = 1.0, keep: bool = False) -> Verification:
     pods = lab_pods(cluster)
+    if not pods:
+        raise LabError("nothing to probe: the input has no pods with addresses")
     probes_for(pods, queries)  # refuse what cannot be probed before building anything
     topology.down(prefix)  # a crashed run may have left one behind
     state = topology.up(hosts_for(pods), prefix, extra_ports(queries))

@@ -77,6 +77,9 @@ def read(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -
                 raws.extend(parse_text(text, "<stdin>" if file == "-" else file))
             except InputError as exc:
                 errors.append(_error(exc))
+    if not raws and not errors:
+        errors.append((Location(", ".join(paths) or "<input>"), "no Kubernetes objects in the input "
+                       "(files ending .yaml, .yml or .json)"))
     return raws, errors
 
 
