@@ -63,6 +63,8 @@ def read(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -
     """All objects from the paths; unreadable files and paths become errors, the rest goes on."""
     raws: list[RawObject] = []
     errors: list[tuple[Location, str]] = []
+    excluded = False
+    paths = list(paths)
     for path in paths:
         try:
             files = ["-"] if path == "-" else [os.path.normpath(f) for f in _files(path)]
@@ -71,13 +73,14 @@ def read(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -
             continue
         for file in files:
             if file != "-" and _excluded(file, exclude, root):
+                excluded = True
                 continue
             try:
                 text = read_text(stdin(), "<stdin>") if file == "-" else read_file(file)
                 raws.extend(parse_text(text, "<stdin>" if file == "-" else file))
             except InputError as exc:
                 errors.append(_error(exc))
-    if not raws and not errors:
+    if not raws and not errors and not excluded:  # excluded by configuration: nothing was asked
         errors.append((Location(", ".join(paths) or "<input>"), "no Kubernetes objects in the input "
                        "(files ending .yaml, .yml or .json)"))
     return raws, errors
