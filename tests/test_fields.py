@@ -207,3 +207,23 @@ def test_diff_from_nothing_is_a_real_question(tmp_path):
 def test_lint_of_nothing_is_an_input_error(tmp_path):
     r = CliRunner().invoke(app, ["lint", str(tmp_path)])
     assert r.exit_code == 2 and "NP000" in r.stdout and "no Kubernetes objects" in r.stdout
+
+
+def test_version_and_short_help():
+    runner = CliRunner()
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip().startswith("netpol ")
+    r = runner.invoke(app, ["check", "-h"])
+    assert r.exit_code == 0 and "Usage" in r.stdout and "SRC" in r.stdout.upper()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((5432, "tcp"), "protocol 'tcp'"), ((70000,), "out of range"), ((0,), "out of range"),
+    ((True,), "a number or a name"), (("Web_Port",), "port name 'Web_Port'"), ((5432.0,), "a number or a name"),
+])
+def test_port_queries_check_their_arguments(args, message):
+    from netpol.errors import QueryError
+    from netpol.evaluate.matrix import PortQuery
+    with pytest.raises(QueryError, match=message):
+        PortQuery(*args)
+    assert PortQuery(5432, "UDP") == (5432, "UDP") and PortQuery("postgres").protocol == "TCP"

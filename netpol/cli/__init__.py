@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 
+from netpol import __version__
 from netpol.errors import NetpolError
 from netpol.escape import inert, plain
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Kubernetes NetworkPolicy: enforce with nftables, check and lint offline.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"netpol {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print the version and exit.")] = False) -> None:
+    """Kubernetes NetworkPolicy: enforce with nftables, check and lint offline."""
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -22,14 +22,43 @@ from typing import NamedTuple
 
 import numpy as np
 
-from netpol.k8s.model import Cluster, IPBlock, LabelSelector, NetworkPolicy, Options, Peer, Pod, PolicyPort, Rule
+from netpol.errors import QueryError
+from netpol.k8s.model import (
+    PROTOCOLS,
+    Cluster,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    Options,
+    Peer,
+    Pod,
+    PolicyPort,
+    Rule,
+)
+from netpol.k8s.names import iana_svc_name
 
 
-class PortQuery(NamedTuple):
-    """A port number, or a port name resolved on each destination pod with this protocol."""
-
+class _PortQuery(NamedTuple):
     port: int | str
     protocol: str = "TCP"
+
+
+class PortQuery(_PortQuery):
+    """A port number, or a port name resolved on each destination pod with this protocol; checked
+    when made (`PortQuery(5432, "tcp")` and `PortQuery(70000)` raise, instead of answering False)."""
+
+    __slots__ = ()
+
+    def __new__(cls, port: int | str, protocol: str = "TCP") -> PortQuery:
+        if protocol not in PROTOCOLS:
+            raise QueryError(f"protocol {protocol!r}: expected TCP, UDP or SCTP")
+        if isinstance(port, bool) or not isinstance(port, int | str):
+            raise QueryError(f"port {port!r}: expected a number or a name")
+        if isinstance(port, int) and not 1 <= port <= 65535:
+            raise QueryError(f"port {port} out of range 1-65535")
+        if isinstance(port, str) and (why := iana_svc_name(port)):
+            raise QueryError(f"port name {port!r}: {why}")
+        return super().__new__(cls, port, protocol)
 
 
 class _Labels:
