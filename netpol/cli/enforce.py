@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from netpol.cli import app
+from netpol.cli import agent, app
 from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, load_input, options, user_errors
 from netpol.errors import NetpolError
 from netpol.nft.plan import Plan, compile_plan
@@ -22,7 +22,8 @@ from netpol.nft.render import TABLE_NAME, render, to_json
 from netpol.nft.ruleset import Ruleset
 
 Node = Annotated[str | None, typer.Option(
-    "--node", help="Enforce for the pods of this node (spec.nodeName); omitted: every pod.")]
+    "--node", envvar="NODE_NAME",
+    help="Enforce for the pods of this node (spec.nodeName; default $NODE_NAME); unset: every pod.")]
 Table = Annotated[str, typer.Option("--table", help="Name of netpol's own inet table.")]
 
 
@@ -70,8 +71,7 @@ def summary(plan: Plan, rs: Ruleset) -> str:
             f"{len(rs.elements)} sets, {elements} elements")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})  # --watch's options
-def enforce(ctx: typer.Context, filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
+def enforce(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
             node: Node = None,
             netns: Annotated[str | None, typer.Option(
                 "--netns", help="Network namespace (name under /run/netns, or a path); omitted: this one.")] = None,
@@ -80,14 +80,25 @@ def enforce(ctx: typer.Context, filename: Filenames = None, kubeconfig: Kubeconf
             = False,
             delete: Annotated[bool, typer.Option("--delete", help="Remove netpol's table, and only it.")] = False,
             ipblock_pods: IpblockPods = "true",
-            watch: Annotated[bool, typer.Option("--watch", help="Keep enforcing as the node agent; its options: "
-                                                "`netpol agent --help`.")] = False) -> None:
-    """Apply the policies to this kernel once, in one nftables transaction."""
-    if watch or ctx.args:
-        from netpol.cli.agent import enforce_watch
-        return enforce_watch(ctx.args, watch=watch, once_only=bool(filename or dry_run or delete), node=node,
-                             netns=netns, table=table, kubeconfig=kubeconfig, context=context,
-                             ipblock_pods=ipblock_pods)
+            watch: Annotated[bool, typer.Option(
+                "--watch", help="Keep enforcing as the node agent, from the live cluster, until SIGTERM.")] = False,
+            debounce: agent.Debounce = 0.1, resync_period: agent.ResyncPeriod = 60.0,
+            fail_mode: agent.FailMode = "closed", pod_cidr: agent.PodCidr = None,
+            cleanup_on_exit: agent.CleanupOnExit = False, metrics_addr: agent.MetricsAddr = None,
+            log_format: agent.LogFormat = "text", log_level: agent.LogLevel = "info",
+            log_denied: agent.LogDenied = False, audit: agent.Audit = False) -> None:
+    """Apply the policies to this kernel once, in one nftables transaction; with --watch, keep doing so."""
+    w = agent.WatchOptions(debounce, resync_period, fail_mode, tuple(pod_cidr or ()), cleanup_on_exit, metrics_addr,
+                           log_format, log_level, log_denied, audit)
+    with user_errors():
+        if not watch and w.given():
+            raise NetpolError(f"the node agent's options need --watch (got {w.given()[0]})")
+        if watch and (filename or dry_run or delete):
+            raise NetpolError("--watch reads the live cluster and runs until stopped: "
+                              "not with -f/--filename, --dry-run or --delete")
+    if watch:
+        return agent.watch(w, node=node, netns=netns, table=table, kubeconfig=kubeconfig, context=context,
+                           ipblock_pods=ipblock_pods)
     with user_errors():
         name = _table(table)
         where = f" in netns {netns}" if netns else ""
@@ -111,3 +122,7 @@ def enforce(ctx: typer.Context, filename: Filenames = None, kubeconfig: Kubeconf
     change = {"none": "no change", "elements": f"elements +{result.added} -{result.removed}",
               "full": "table replaced"}[result.kind]
     typer.echo(f"enforced inet {name}{where}: {summary(plan, rs)}; {change} in {ms:.0f} ms")
+
+
+app.command()(enforce)
+app.command("agent")(agent.alias_with_watch(enforce))
