@@ -64,28 +64,6 @@ def _rule_miss(cluster: Cluster, policy: NetworkPolicy, rule: Rule, direction: s
     return explain.rule_miss(rule, direction, peer_ep, port, protocol, version, opts, peers_ok, ports_ok)
 
 
-def _ip_block_hint(rule: Rule, ep: Endpoint, version: int | None, opts: Options) -> str:
-    """Why an ipBlock that seems to cover a pod does not match it: the two places users trip."""
-    blocks = [p.ip_block for p in rule.peers if p.ip_block is not None]
-    if not blocks or ep.pod is None:
-        return ""
-    addr = ep.address(version)
-    if ep.policed and not opts.ipblock_pods and addr is not None and any(b.contains(addr) for b in blocks):
-        return f" (its address {addr} is inside an ipBlock, but ipBlocks match no pod with --ipblock-pods=false)"
-    other = [a for a in ep.pod.addresses if a.version != version and any(b.contains(a) for b in blocks)]
-    if ep.ip is None and version and other:
-        return (f" (by name the connection uses IPv{version}, the destination's primary family; "
-                f"{ep.label}'s address {other[0]} is inside an ipBlock: query by address to use it)")
-    return ""
-
-
-def _policy_miss(policy: NetworkPolicy, own: Endpoint, direction: str, rule_misses: list[str]) -> str:
-    head = f"policy {policy.key} selects {own.label} for {direction}"
-    if not policy.rules(direction):
-        return f"{head} and allows nothing"
-    return f"{head}; " + "; ".join(rule_misses)
-
-
 def side(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint) -> SideVerdict | list[NetworkPolicy]:
     """The port-independent part of a side: the verdict when the side allows every connection
     regardless of rules, else the policies that isolate it (in cluster order)."""
