@@ -71,3 +71,17 @@ def test_test_modules_share_only_through_support():
                 [a.name for a in node.names] if isinstance(node, ast.Import) else []
             wrong += [f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith(("test_", "conftest"))]
     assert wrong == []
+
+
+def test_models_are_frozen_all_the_way_down():
+    """A pod's labels cannot be edited behind the plan compiled from them, and models hash."""
+    import pytest
+
+    from netpol.k8s.model import Labels, Namespace, Pod
+    pod = Pod(namespace="a", name="p", labels={"app": "web"})
+    with pytest.raises(TypeError):
+        pod.labels["app"] = "db"  # type: ignore[index]
+    assert pod.labels == {"app": "web"} and isinstance(pod.labels, Labels)
+    assert hash(pod) == hash(Pod(namespace="a", name="p", labels={"app": "web"}))
+    assert len({Namespace(name="a", labels={"k": "v"}), Namespace(name="a", labels=Labels({"k": "v"}))}) == 1
+    assert pod.model_dump()["labels"] == {"app": "web"}

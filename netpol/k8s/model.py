@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 from netpol.k8s.source import Source
 
@@ -42,6 +43,62 @@ class Options:
     """Choices where implementations differ."""
 
     ipblock_pods: bool = True  # ipBlock matches pod addresses too (what upstream e2e expects)
+
+
+class Labels(Mapping[str, str]):
+    """A label map that cannot change and can be hashed, so the models that hold one are truly
+    frozen (a pod's labels cannot be edited behind the plan that was compiled from them)."""
+
+    __slots__ = ("_items", "_hash")
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        self._items: dict[str, str] = dict(items)
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get(self, key: str, default: Any = None) -> Any:  # the hot path of selector matching
+        return self._items.get(key, default)
+
+    def items(self) -> ItemsView[str, str]:  # the dict's own views: indexes walk them for every pod
+        return self._items.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._items.keys()
+
+    def values(self) -> ValuesView[str]:
+        return self._items.values()
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._items.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Labels):
+            return self._items == other._items
+        return isinstance(other, Mapping) and self._items == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"Labels({self._items!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            lambda v: v if isinstance(v, Labels) else cls(v),
+            core_schema.union_schema([core_schema.is_instance_schema(cls),
+                                      core_schema.dict_schema(core_schema.str_schema(), core_schema.str_schema())]),
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: dict(v._items)))
 
 
 class Frozen(BaseModel):
@@ -156,7 +213,7 @@ class NetworkPolicy(Frozen):
 
 class Namespace(Frozen):
     name: str
-    labels: dict[str, str]
+    labels: Labels
     source: Source | None = None
 
 
@@ -172,7 +229,7 @@ class Pod(Frozen):
     namespace: str
     name: str
     kind: str = "Pod"
-    labels: dict[str, str] = {}
+    labels: Labels = Labels()
     ips: tuple[str, ...] = ()
     ports: tuple[ContainerPort, ...] = ()
     host_network: bool = False
@@ -212,7 +269,7 @@ class ServicePort(Frozen):
 class Service(Frozen):
     namespace: str
     name: str
-    selector: dict[str, str] = {}
+    selector: Labels = Labels()
     ports: tuple[ServicePort, ...] = ()
     source: Source | None = None
 
@@ -233,7 +290,7 @@ class Cluster(Frozen):
     def by_address(self) -> dict[IPAddress, Pod]:
         return {ip: p for p in self.pods for ip in p.addresses}
 
-    def ns_labels(self, namespace: str) -> dict[str, str]:
+    def ns_labels(self, namespace: str) -> Mapping[str, str]:
         ns = self.namespaces.get(namespace)
         return ns.labels if ns else {NS_NAME_LABEL: namespace}
 

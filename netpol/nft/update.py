@@ -39,7 +39,7 @@ class _Rules:
     there are, which selector peers a namespace's pods could match, ipBlocks and named ports per rule."""
 
     def __init__(self, namespaces: Mapping[str, Namespace], policies: tuple[NetworkPolicy, ...]) -> None:
-        self.scope = Cluster.model_construct(namespaces=namespaces)  # for ns_labels
+        self.scope = Cluster.model_construct(namespaces=dict(namespaces))  # for ns_labels
         self.policies = policies
         self.by_ns: dict[str, list[int]] = {}
         self.peered: list[RuleKey] = []  # rules with from/to
