@@ -61,6 +61,16 @@ class PortQuery(_PortQuery):
         return super().__new__(cls, port, protocol)
 
 
+class _PointTable(NamedTuple):
+    """One query's verdicts as plain Python values, for point queries without numpy's per-call cost."""
+
+    src_class: list[int]  # pod position -> source class
+    dst_class: list[int]  # pod position -> destination class
+    width: int  # destination classes per row of `flat`
+    flat: bytes  # class grid, row-major: 1 allowed
+    diagonal: list[bool]  # pod position -> a pod to itself
+
+
 class _Labels:
     """Label selectors over a list of label maps, answered as boolean arrays through an inverted index."""
 
@@ -188,7 +198,7 @@ class Engine:
         self._tables: dict[PortQuery, Table] = {}
         self._ip_cache: dict[tuple[IPBlock, int], np.ndarray] = {}
         self._sel_cache: dict[tuple[Peer, str | None], np.ndarray] = {}
-        self._fast: dict[PortQuery, tuple] = {}
+        self._fast: dict[PortQuery, _PointTable] = {}
         self._edges = self._ip_edges(cluster.policies)
         self._fold_units()
 
@@ -464,12 +474,12 @@ class Engine:
             return bool(self.allowed_many(np.array([src]), np.array([dst]), query)[0])
         return flat[sc[src] * width + dc[dst]] == 1
 
-    def _fast_table(self, query: PortQuery) -> tuple:
+    def _fast_table(self, query: PortQuery) -> _PointTable:
         t = self.table(query)
         everyone = np.arange(len(self.pods))
         diagonal = self.allowed_many(everyone, everyone, query)
-        fast = (t.src_class.tolist(), t.dst_class.tolist(), t.grid.shape[1],
-                t.grid.astype(np.uint8).tobytes(), diagonal.tolist())
+        fast = _PointTable(t.src_class.tolist(), t.dst_class.tolist(), t.grid.shape[1],
+                           t.grid.astype(np.uint8).tobytes(), diagonal.tolist())
         self._fast[query] = fast
         return fast
 

@@ -144,6 +144,18 @@ def _replace(table: str, body: str) -> str:
     return f"add table inet {table}\ndelete table inet {table}\n{body}"
 
 
+@dataclass(frozen=True)
+class _Fast:
+    """What the fast path did: `done` (applied and verified), `sent` (applied, but the read-back
+    had doubts: the full comparison decides), or neither (not tried, or refused with nothing changed)."""
+
+    done: ApplyResult | None = None
+    sent: ApplyResult | None = None
+
+
+NOT_TRIED = _Fast()
+
+
 class Enforcer:
     """Owns one netpol table in one network namespace (None: the caller's own)."""
 
@@ -154,7 +166,8 @@ class Enforcer:
         self._refs: dict[tuple[str, str], dict[str, Any] | str] = {}
         self._lock = threading.RLock()
         self._known: dict[str, _Known] = {}
-        self._channel: nfnetlink.Channel | None | bool = None  # False: not available here
+        self._channel: nfnetlink.Channel | None = None
+        self._channel_tried = False  # opened once; None after that: not available here
 
     # ---- kernel I/O -------------------------------------------------------
 
@@ -247,12 +260,13 @@ class Enforcer:
 
     def _nl(self) -> nfnetlink.Channel | None:
         """The netlink channel, opened on first use; None where this kernel or netns has none."""
-        if self._channel is None:
+        if not self._channel_tried:
+            self._channel_tried = True
             try:
                 self._channel = nfnetlink.Channel(self.netns)
             except OSError:
-                self._channel = False
-        return self._channel if isinstance(self._channel, nfnetlink.Channel) else None
+                self._channel = None
+        return self._channel
 
     def _genid(self) -> int | None:
         nl = self._nl()
@@ -303,21 +317,20 @@ class Enforcer:
             out.append(_Delta(name, live.shape, gone, came))
         return sorted(out, key=lambda d: d.name)
 
-    def _fast_apply(self, rs: Ruleset) -> tuple[ApplyResult | None, ApplyResult | None]:
-        """(result, None) when done; (None, what was sent) when the read-back had doubts; (None,
-        None) when the fast path does not apply. The full comparison follows any None result."""
+    def _fast_apply(self, rs: Ruleset) -> _Fast:
+        """The element fast path over netlink; the full comparison follows unless it is `done`."""
         known = self._known.get(rs.table)
         if known is None or known.ruleset.skeleton != rs.skeleton:
-            return None, None
+            return NOT_TRIED
         nl = self._nl()
         if nl is None or self._genid() != known.genid:
-            return None, None
+            return NOT_TRIED
         deltas = self._deltas(known, rs)
         if deltas is None:
-            return None, None
+            return NOT_TRIED
         if not deltas:
             known.ruleset = rs
-            return ApplyResult(rs.table, "none", changed=False, fast=True), None
+            return _Fast(done=ApplyResult(rs.table, "none", changed=False, fast=True))
         t = rs.table
         text = "".join(f"delete element inet {t} {d.name} {{ {', '.join(sorted(d.gone.values()))} }}\n"
                        for d in deltas if d.gone)
@@ -329,14 +342,14 @@ class Enforcer:
             changes = [_wire_change(d, known.sets[d.name]) for d in deltas]
             nl.commit(t, changes, known.genid)
         except (OSError, Unsupported):
-            return None, None  # refused, nothing changed: the full comparison decides and repairs
+            return NOT_TRIED  # refused, nothing changed: the full comparison decides and repairs
         try:
             after = nl.genid()
             problems = _verify(nl, t, deltas, changes)
         except OSError:
             problems = ["read-back failed"]
         if problems:
-            return None, result
+            return _Fast(sent=result)
         for d in deltas:  # the live elements we hold are private to _Known: update in place
             elems = known.sets[d.name].elems
             for e in d.gone:
@@ -348,7 +361,7 @@ class Enforcer:
             self._known.pop(rs.table, None)
         else:
             known.genid = after
-        return result, None
+        return _Fast(done=result)
 
     # ---- public -----------------------------------------------------------
 
@@ -371,12 +384,12 @@ class Enforcer:
         """Bring the live table to rs in one transaction, then verify it by reading back (all of
         it, or only the touched elements when the generation shows nothing else changed)."""
         with self._lock:
-            fast, sent = self._fast_apply(rs)
-            if fast is not None:
-                return fast
+            fast = self._fast_apply(rs)
+            if fast.done is not None:
+                return fast.done
             result = self._full_apply(rs)
-            if sent is not None and not result.changed:  # sent fast, read back in full: in step
-                return dataclasses.replace(sent, fast=False)
+            if fast.sent is not None and not result.changed:  # sent fast, read back in full: in step
+                return dataclasses.replace(fast.sent, fast=False)
             return result
 
     def _full_apply(self, rs: Ruleset) -> ApplyResult:
