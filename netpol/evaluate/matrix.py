@@ -163,7 +163,7 @@ def _needs_ns(rule: Rule) -> bool:
 
 
 @dataclass(frozen=True, eq=False)
-class Table:
+class QueryGrid:
     """One query, folded: allowed = grid[src_class[s], dst_class[d]], except self pairs, where it is ok[d]."""
 
     src_class: np.ndarray  # (n,)
@@ -195,7 +195,7 @@ class Engine:
         self.cluster, self.opts = cluster, opts
         self.pods = tuple(cluster.pods if pods is None else pods)
         self.keys = tuple(p.key for p in self.pods)
-        self._tables: dict[PortQuery, Table] = {}
+        self._tables: dict[PortQuery, QueryGrid] = {}
         self._ip_cache: dict[tuple[IPBlock, int], np.ndarray] = {}
         self._sel_cache: dict[tuple[Peer, str | None], np.ndarray] = {}
         self._fast: dict[PortQuery, _PointTable] = {}
@@ -411,14 +411,14 @@ class Engine:
                 out |= np.array(hits, bool)[self._u_pg]
         return out
 
-    def table(self, q: PortQuery) -> Table:
+    def table(self, q: PortQuery) -> QueryGrid:
         q = PortQuery(*q)
         hit = self._tables.get(q)
         if hit is None:
             hit = self._tables[q] = self._compute(q)
         return hit
 
-    def _compute(self, q: PortQuery) -> Table:
+    def _compute(self, q: PortQuery) -> QueryGrid:
         port = self._port_of(q)
         ok = port >= 0
         ports_cache: dict[tuple, np.ndarray] = {}
@@ -451,7 +451,7 @@ class Engine:
         grid = egress[e_src[s_reps]][:, e_dst[d_reps2]] & ingress[i_src[s_reps]][:, i_dst[d_reps2]] \
             & ok[d_reps2][None, :]
         u = self._unit_of
-        return Table(src_class=s_cls[u], dst_class=d_cls[u], grid=grid, ok=ok[u], self_pairs=self._self_pairs)
+        return QueryGrid(src_class=s_cls[u], dst_class=d_cls[u], grid=grid, ok=ok[u], self_pairs=self._self_pairs)
 
     # ---- answers ------------------------------------------------------------------------------------
 

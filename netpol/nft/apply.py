@@ -53,7 +53,7 @@ class SetChange:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Transaction:
     """What apply would do to the live table."""
 
     table: str
@@ -177,7 +177,7 @@ class Enforcer:
             raise ApplyError(what, err.strip())
         return str(out)
 
-    def _list(self, table: str) -> nftjson.Table | None:
+    def _list(self, table: str) -> nftjson.LiveTable | None:
         rc, out, err = self._nft.cmd(f"list table inet {_check_name(table)}")
         if rc != 0:
             if "No such file or directory" in err:
@@ -204,7 +204,7 @@ class Enforcer:
 
     # ---- comparing --------------------------------------------------------
 
-    def _element_changes(self, rs: Ruleset, live: nftjson.Table) -> tuple[SetChange, ...]:
+    def _element_changes(self, rs: Ruleset, live: nftjson.LiveTable) -> tuple[SetChange, ...]:
         changes = []
         for name in sorted(live.sets.keys() | rs.elements.keys()):
             add, remove = nftjson.diff_elements(live.sets[name], rs.elements.get(name, ()))
@@ -212,7 +212,7 @@ class Enforcer:
                 changes.append(SetChange(name, tuple(add), tuple(remove)))
         return tuple(changes)
 
-    def _structure_drift(self, rs: Ruleset, live: nftjson.Table | None) -> list[str]:
+    def _structure_drift(self, rs: Ruleset, live: nftjson.LiveTable | None) -> list[str]:
         if live is None:
             return [f"table inet {rs.table}: missing"]
         ref = self._reference(rs)
@@ -221,14 +221,14 @@ class Enforcer:
         undeclared = sorted(rs.elements.keys() - live.sets.keys())
         return nftjson.structure_drift(live.structure, ref) + [f"set {n}: not declared" for n in undeclared]
 
-    def _drift(self, rs: Ruleset, live: nftjson.Table | None) -> list[str]:
+    def _drift(self, rs: Ruleset, live: nftjson.LiveTable | None) -> list[str]:
         out = self._structure_drift(rs, live)
         if out or live is None:
             return out
         return [f"set {c.name}: {len(c.add)} missing {_preview(c.add)}, "
                 f"{len(c.remove)} unexpected {_preview(c.remove)}" for c in self._element_changes(rs, live)]
 
-    def _refuse_lookups(self, rs: Ruleset, live: nftjson.Table | None) -> None:
+    def _refuse_lookups(self, rs: Ruleset, live: nftjson.LiveTable | None) -> None:
         ref = self._reference(rs)
         ref = {} if isinstance(ref, str) else ref
         shapes = {s.name: s for s in (nftjson.shape_of(k.split()[0], b) for k, b in ref.items()
@@ -241,20 +241,20 @@ class Enforcer:
                 raise ApplyError(f"set {name}: {bad[0]!r} is not a literal address or range "
                                  "(nft would resolve it as a host name)")
 
-    def _plan(self, rs: Ruleset, live: nftjson.Table | None) -> Plan:
+    def _plan(self, rs: Ruleset, live: nftjson.LiveTable | None) -> Transaction:
         structural = self._structure_drift(rs, live)
         self._refuse_lookups(rs, live)
         if structural or live is None:
             more = f" (+{len(structural) - 1} more)" if len(structural) > 1 else ""
-            return Plan(rs.table, "full", structural[0] + more, commands=_replace(rs.table, rs.script()))
+            return Transaction(rs.table, "full", structural[0] + more, commands=_replace(rs.table, rs.script()))
         changes = self._element_changes(rs, live)
         if not changes:
-            return Plan(rs.table, "none")
+            return Transaction(rs.table, "none")
         t = rs.table
         text = "".join(f"delete element inet {t} {c.name} {{ {', '.join(c.remove)} }}\n"
                        for c in changes if c.remove)
         text += "".join(f"add element inet {t} {c.name} {{ {', '.join(c.add)} }}\n" for c in changes if c.add)
-        return Plan(t, "elements", "elements differ", changes, text)
+        return Transaction(t, "elements", "elements differ", changes, text)
 
     # ---- fast path --------------------------------------------------------
 
@@ -275,7 +275,7 @@ class Enforcer:
         except OSError:
             return None
 
-    def _remember(self, rs: Ruleset, live: nftjson.Table, genid: int | None) -> None:
+    def _remember(self, rs: Ruleset, live: nftjson.LiveTable, genid: int | None) -> None:
         """Keep a table just verified whole, if no other commit can have slipped in since genid."""
         if genid is None or self._genid() != genid:
             self._known.pop(rs.table, None)
@@ -365,7 +365,7 @@ class Enforcer:
 
     # ---- public -----------------------------------------------------------
 
-    def plan(self, rs: Ruleset) -> Plan:
+    def plan(self, rs: Ruleset) -> Transaction:
         """Dry run: what apply(rs) would do now."""
         with self._lock:
             return self._plan(rs, self._list(rs.table))

@@ -54,7 +54,7 @@ class LiveSet:
 
 
 @dataclass(frozen=True)
-class Table:
+class LiveTable:
     structure: dict[str, Any]
     sets: dict[str, LiveSet] = field(default_factory=dict)
     counters: dict[str, tuple[int, int]] = field(default_factory=dict)  # per comment, rules with a counter
@@ -231,7 +231,7 @@ def _rule_counter(exprs: list[Any]) -> tuple[int, int] | None:
     return (packets, nbytes) if found else None
 
 
-def parse_table(doc: dict[str, Any]) -> Table:
+def parse_table(doc: dict[str, Any]) -> LiveTable:
     """One `nft -j list table` document, normalised."""
     structure: dict[str, Any] = {}
     sets: dict[str, LiveSet] = {}
@@ -259,7 +259,7 @@ def parse_table(doc: dict[str, Any]) -> Table:
                 counters[body["comment"]] = (old[0] + new[0], old[1] + new[1])
         else:
             structure[f"{kind} {body.get('name')}"] = scrub(body)
-    return Table(structure, sets, counters, tuple(handles))
+    return LiveTable(structure, sets, counters, tuple(handles))
 
 
 def structure_drift(live: dict[str, Any], want: dict[str, Any]) -> list[str]:

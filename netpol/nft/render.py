@@ -175,7 +175,7 @@ Elem = tuple[tuple[Any, ...], str | None]
 
 
 @dataclass
-class Table:
+class TableDraft:
     name: str
     sets: list[NftSet] = field(default_factory=list)
     chains: list[NftChain] = field(default_factory=list)
@@ -259,7 +259,7 @@ def policy_chain(pid: str, direction: Direction, version: int) -> str:
 HASH, INTERVAL = 1, 3
 
 
-def _peer_sets(t: Table, base: str, r: RulePlan) -> dict[int, list[tuple[str, int]]]:
+def _peer_sets(t: TableDraft, base: str, r: RulePlan) -> dict[int, list[tuple[str, int]]]:
     """Per family, (set, cost) to test the peer address against: a hash set of single addresses,
     and with ipBlocks of that family an interval set of the longer runs. A family without ipBlocks
     holds pod addresses only, all in the hash set; one with neither kind of peer has no set."""
@@ -294,7 +294,7 @@ def _run_spans(runs: Callable[[], tuple[tuple[int, ...], Spans]]) -> Iterator[El
     return (((s,), None) for s in runs()[1])
 
 
-def _named_sets(t: Table, base: str, r: RulePlan) -> dict[int, str]:
+def _named_sets(t: TableDraft, base: str, r: RulePlan) -> dict[int, str]:
     out = {}
     if r.named is not None:
         for v in FAMILIES:
@@ -311,7 +311,7 @@ def _named_match(r: RulePlan, v: int, name: str) -> tuple[Expr, ...]:
     return (_port_match(PortRange(r.named_protocols[0], *ALL_PORTS)), lookup)
 
 
-def _rule_nft(t: Table, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tuple[int, int, NftRule]]:
+def _rule_nft(t: TableDraft, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tuple[int, int, NftRule]]:
     """(family, cost, rule): the rule as nft rules, one per port matcher and peer set. Selection
     is not tested here: only the policy's selected pods are dispatched into its chains."""
     base = f"p_{pid}_{SHORT[r.direction]}{r.index}"
@@ -338,7 +338,7 @@ def _rule_nft(t: Table, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tupl
 Ranked = dict[tuple[Direction, int], list[tuple[int, NftRule]]]  # (direction, family) -> (cost, rule)
 
 
-def _policy(t: Table, pol: PolicyPlan) -> Ranked:
+def _policy(t: TableDraft, pol: PolicyPlan) -> Ranked:
     """Declares the policy's sets; its rules with their costs per (direction, family), for each
     direction it isolates and has rules in (a policy without rules only isolates)."""
     pid = short_id(pol.key)
@@ -381,7 +381,7 @@ def walked(plan: Plan, d: Direction) -> list[list[PolicyPlan]]:
     return list(groups.values())
 
 
-def _walks(t: Table, plan: Plan, d: Direction) -> int:
+def _walks(t: TableDraft, plan: Plan, d: Direction) -> int:
     """Declares the dispatch maps of direction d and the policies' next maps, filled with every
     local isolated pod's walk; returns the number of chunks. A walk ends in the static goto of
     its last policy chain: the kernel re-validates the jump graph on every jump or goto element
@@ -463,12 +463,12 @@ def _default_deny(d: Direction, ns: str, deny: str) -> tuple[NftRule, ...]:
 
 
 def build(plan: Plan, table: str = "netpol", deny: str = "drop",
-          prior: Mapping[str, tuple[Any, frozenset[str]]] | None = None) -> Table:
+          prior: Mapping[str, tuple[Any, frozenset[str]]] | None = None) -> TableDraft:
     if not TABLE_NAME.fullmatch(table):
         raise ValueError(f"bad table name {table!r}")
     if deny not in DENY_ACTIONS:
         raise ValueError(f"deny action {deny!r}: one of {', '.join(DENY_ACTIONS)}")
-    t = Table(table, prior=prior or {})
+    t = TableDraft(table, prior=prior or {})
     bodies = {pol.key: _policy(t, pol) for pol in plan.policies}
     chunks = {d: _walks(t, plan, d) for d in DIRECTIONS}
     t.chains += [NftChain("forward", tuple(_guard(True) + _dispatch(EGRESS, chunks[EGRESS])), hook="forward"),
