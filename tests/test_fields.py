@@ -227,3 +227,17 @@ def test_port_queries_check_their_arguments(args, message):
     with pytest.raises(QueryError, match=message):
         PortQuery(*args)
     assert PortQuery(5432, "UDP") == (5432, "UDP") and PortQuery("postgres").protocol == "TCP"
+
+
+def test_the_shipped_field_lists_are_the_clients():
+    """fields.json (scripts/gen_fields.py) holds what the installed client's models say: a field the
+    file has, the client has with the same type (a newer client may know more: regenerate then)."""
+    from kubernetes import client
+
+    from netpol.k8s.fields import MODELS, SCHEMA_FILE
+    shipped = json.loads(SCHEMA_FILE.read_text())
+    assert set(MODELS.values()) <= set(shipped)
+    for model, fields in shipped.items():
+        cls = getattr(client, model)
+        theirs = {cls.attribute_map[a]: t for a, t in cls.openapi_types.items()}
+        assert fields.items() <= theirs.items(), model

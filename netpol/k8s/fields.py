@@ -3,16 +3,19 @@ strict field validation requires (the default since Kubernetes 1.27).
 
 A typo is not a harmless extra: `podSelector: {matchLabel: ...}` read leniently selects every pod of
 the namespace, and `ingress: [{fromm: ...}]` allows from anywhere. The field lists come from the
-official client's models (the OpenAPI schema of the API it was generated from), walked lazily and
-cached per type. Kinds netpol does not model are not checked: their fields are not its business.
+official client's models (the OpenAPI schema of the API it was generated from), kept in fields.json
+(scripts/gen_fields.py writes it; importing the client would cost 0.3 s a run). Kinds netpol does
+not model are not checked: their fields are not its business.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from netpol.k8s.source import Path_, RawObject
@@ -30,14 +33,19 @@ _CONTAINER = re.compile(r"(List|Dict)\[(?:str, )?(.+)\]")
 _LEGACY = {"V1NetworkPolicy": {"status": "object"}}
 
 
+SCHEMA_FILE = Path(__file__).with_name("fields.json")  # written by scripts/gen_fields.py
+
+
+@functools.cache
+def _schema() -> dict[str, dict[str, str]]:
+    return json.loads(SCHEMA_FILE.read_text())
+
+
 @functools.cache
 def _fields(model: str) -> dict[str, str] | None:
-    """JSON field name -> type of a client model; None for a type that is not a model."""
-    from kubernetes import client
-    cls = getattr(client, model, None)
-    if cls is None or not hasattr(cls, "attribute_map"):
-        return None
-    return {cls.attribute_map[attr]: typ for attr, typ in cls.openapi_types.items()} | _LEGACY.get(model, {})
+    """JSON field name -> type of a model; None for a type that is not a model."""
+    found = _schema().get(model)
+    return None if found is None else found | _LEGACY.get(model, {})
 
 
 def _unknown(node: Any, typ: str, path: Path_) -> Iterator[tuple[Path_, list[str]]]:
