@@ -25,7 +25,7 @@ MODELS = {"NetworkPolicy": "V1NetworkPolicy", "Pod": "V1Pod", "Namespace": "V1Na
           "Deployment": "V1Deployment", "StatefulSet": "V1StatefulSet", "DaemonSet": "V1DaemonSet",
           "ReplicaSet": "V1ReplicaSet", "ReplicationController": "V1ReplicationController", "Job": "V1Job",
           "CronJob": "V1CronJob"}
-_CONTAINER = re.compile(r"(List|Dict)\[(?:str, )?(.+)\]")
+_CONTAINER = re.compile(r"(List|Dict)\[(?:str, )?(.+)\]")  # List[V1Container], Dict[str, str]
 
 
 # Fields the API once had and exports still carry: NetworkPolicy status (alpha, 1.24-1.27), which
@@ -48,26 +48,34 @@ def _fields(model: str) -> dict[str, str] | None:
     return None if found is None else found | _LEGACY.get(model, {})
 
 
-def _unknown(node: Any, typ: str, path: Path_) -> Iterator[tuple[Path_, list[str]]]:
-    """(path, known names) for every field the type does not have, depth first in input order."""
+@functools.cache
+def _shape(typ: str) -> tuple[str, Any]:
+    """("List"|"Dict", inner type), ("model", its fields), or ("scalar", None)."""
     container = _CONTAINER.fullmatch(typ)
     if container:
-        kind, inner = container.groups()
-        if kind == "List" and isinstance(node, list):
-            for i, item in enumerate(node):
-                yield from _unknown(item, inner, path + (i,))
-        elif kind == "Dict" and isinstance(node, dict):
-            for key, value in node.items():
-                yield from _unknown(value, inner, path + (key,))
-        return
+        return container.group(1), container.group(2)
     fields = _fields(typ)
-    if fields is None or not isinstance(node, dict):
-        return  # a scalar, `object` (free-form), or a type mismatch that parse reports
-    for key, value in node.items():
-        if key not in fields:
-            yield path + (key,), list(fields)
-        else:
-            yield from _unknown(value, fields[key], path + (key,))
+    return ("scalar", None) if fields is None else ("model", fields)
+
+
+def _unknown(node: Any, typ: str, path: Path_) -> Iterator[tuple[Path_, list[str]]]:
+    """(path, known names) for every field the type does not have, depth first in input order.
+    Scalars are not descended into: most values are."""
+    kind, what = _shape(typ)
+    if kind == "model" and isinstance(node, dict):
+        for key, value in node.items():
+            if key not in what:
+                yield path + (key,), list(what)
+            elif isinstance(value, dict | list):
+                yield from _unknown(value, what[key], path + (key,))
+    elif kind == "List" and isinstance(node, list):
+        for i, item in enumerate(node):
+            if isinstance(item, dict | list):
+                yield from _unknown(item, what, path + (i,))
+    elif kind == "Dict" and isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                yield from _unknown(value, what, path + (key,))
 
 
 def check(raw: RawObject) -> None:

@@ -15,6 +15,7 @@ from netpol.k8s.model import (
     WORKLOAD_KINDS,
     Cluster,
     ContainerPort,
+    IPAddress,
     IPBlock,
     LabelSelector,
     Namespace,
@@ -351,11 +352,11 @@ def _terminating(raw: RawObject) -> bool:
     return bool((raw.data.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def _one_owner_per_address(pods: list[Pod], claims: dict[str, list[tuple[Pod, RawObject]]]) -> list[Pod]:
+def _one_owner_per_address(pods: list[Pod], claims: dict[IPAddress, list[tuple[Pod, RawObject]]]) -> list[Pod]:
     """Two running pods cannot hold one address, and the kernel can give it only one set of rules: a
     snapshot that says otherwise is refused. While an address is being reused, the terminating pod
     loses it, as in the agent (`agent/store.py`); host-network pods share their node's address."""
-    losers: dict[int, set[str]] = {}
+    losers: dict[int, set[IPAddress]] = {}
     for ip, found in claims.items():
         if len(found) < 2:
             continue
@@ -369,8 +370,8 @@ def _one_owner_per_address(pods: list[Pod], claims: dict[str, list[tuple[Pod, Ra
                 losers.setdefault(id(p), set()).add(ip)
     if not losers:
         return pods
-    return [p.model_copy(update={"ips": tuple(ip for ip in p.ips
-                                              if str(ipaddress.ip_address(ip)) not in losers[id(p)])})
+    return [p.model_copy(update={"ips": tuple(ip for ip, a in zip(p.ips, p.addresses, strict=True)
+                                              if a not in losers[id(p)])})
             if id(p) in losers else p for p in pods]
 
 
@@ -383,7 +384,7 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     """Every object we understand becomes a model; unknown kinds are skipped."""
     namespaces: dict[str, Namespace] = {}
     pods: list[Pod] = []
-    claims: dict[str, list[tuple[Pod, RawObject]]] = {}  # pod address -> pods (not host-network) showing it
+    claims: dict[IPAddress, list[tuple[Pod, RawObject]]] = {}  # pod address -> pods (not host-network) showing it
     policies: list[NetworkPolicy] = []
     services: list[Service] = []
     seen: dict[tuple[str, str, str], RawObject] = {}
@@ -410,8 +411,8 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
         elif kind == "Pod":
             if (p := pod(raw)) is not None:
                 pods.append(p)
-                for ip in () if p.host_network else p.ips:
-                    claims.setdefault(str(ipaddress.ip_address(ip)), []).append((p, raw))
+                for address in () if p.host_network else p.addresses:
+                    claims.setdefault(address, []).append((p, raw))
         elif kind == "NetworkPolicy":
             policies.append(network_policy(raw))
         elif kind == "Service":
