@@ -85,3 +85,13 @@ def test_models_are_frozen_all_the_way_down():
     assert hash(pod) == hash(Pod(namespace="a", name="p", labels={"app": "web"}))
     assert len({Namespace(name="a", labels={"k": "v"}), Namespace(name="a", labels=Labels({"k": "v"}))}) == 1
     assert pod.model_dump()["labels"] == {"app": "web"}
+
+
+def test_a_copy_does_not_keep_the_originals_cached_values():
+    """The agent's store hides a pod's addresses with model_copy while a newer pod claims them; the
+    copy must not answer with the addresses the original had cached."""
+    from netpol.k8s.model import Pod
+    pod = Pod(namespace="a", name="p", ips=("198.18.0.1",))
+    assert [str(a) for a in pod.addresses] == ["198.18.0.1"]  # cached now
+    bare = pod.model_copy(update={"ips": ()})
+    assert bare.addresses == () and [str(a) for a in pod.addresses] == ["198.18.0.1"]
