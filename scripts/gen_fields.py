@@ -10,16 +10,13 @@ client version; tests/test_fields.py checks the file against the installed clien
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from netpol.k8s.fields import MODELS, SCHEMA_FILE  # noqa: E402
-
-_CONTAINER = re.compile(r"(?:List|Dict)\[(?:str, )?(.+)\]")
+from netpol.k8s.fields import _CONTAINER, MODELS, SCHEMA_FILE  # noqa: E402
 
 
 def schema() -> dict[str, dict[str, str]]:
@@ -35,7 +32,7 @@ def schema() -> dict[str, dict[str, str]]:
         out[name] = {cls.attribute_map[attr]: typ for attr, typ in cls.openapi_types.items()}
         for typ in out[name].values():
             inner = _CONTAINER.fullmatch(typ)
-            todo.append(inner.group(1) if inner else typ)
+            todo.append(inner.group(2) if inner else typ)
     return dict(sorted(out.items()))
 
 
