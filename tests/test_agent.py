@@ -207,9 +207,9 @@ def test_drift_is_repaired(lab, cluster, start):
     node = ["ip", "netns", "exec", lab.node_netns, "nft"]
     subprocess.run(node + ["delete", "table", "inet", TABLE], check=True)
     expect(lab, {(2, 0): False, (1, 0): True})
-    subprocess.run(node + ["flush", "chain", "inet", TABLE, "forward"], check=True)  # an edit
+    subprocess.run(node + ["flush", "chain", "inet", TABLE, "post_egress"], check=True)  # an edit
     expect(lab, {(2, 0): False, (1, 0): True})
-    subprocess.run(node + ["add", "rule", "inet", TABLE, "forward", "accept"], check=True)
+    subprocess.run(node + ["add", "rule", "inet", TABLE, "post_egress", "accept"], check=True)
     expect(lab, {(2, 0): False})
     assert "netpol_agent_drift_repairs_total 3.0" in run.metrics()
 

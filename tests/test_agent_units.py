@@ -188,7 +188,7 @@ def test_rule_counters_sum_per_label_set():
 
 def test_bootstrap_ruleset():
     everything = bootstrap_ruleset("t")
-    assert 'ct state new counter drop' in everything.skeleton and "saddr" not in everything.skeleton
+    assert "ct state new counter drop" in everything.skeleton and "@pods" not in everything.skeleton
     cidrs = bootstrap_ruleset("t", ["198.18.0.0/16", "2001:db8::/48"])
     assert cidrs.skeleton.count("drop") == 4
     assert dict(cidrs.elements) == {"pods4": {"198.18.0.0/16"}, "pods6": {"2001:db8::/48"}}

@@ -1,11 +1,12 @@
 """What the kernel does before the agent's first full sync.
 
 closed: a minimal table (the agent's own table name, so the first sync replaces it in one
-transaction) drops new forwarded connections to and from the pod CIDRs (all forwarded new
-connections when none are given); replies of connections that already existed still pass.
-Node-local traffic (kubelet probes, the agent's own API connection) is not forwarded, so it
-is untouched. open: nothing is installed. Either way a table a previous agent left behind is
-kept as it is: it is the last known good state, better than both.
+transaction) drops new connections to and from the pod CIDRs (all new connections not sent by
+the node when none are given) at the hook the full table enforces at, postrouting before SNAT,
+so Service traffic re-sent by IPVS is held too; replies of connections that already existed
+still pass. The node's own traffic (kubelet probes, the agent's API connection) passes.
+open: nothing is installed. Either way a table a previous agent left behind is kept as it is:
+it is the last known good state, better than both.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ def bootstrap_ruleset(table: str, pod_cidrs: Sequence[str] = ()) -> Ruleset:
     skeleton = (
         "set pods4 { type ipv4_addr; flags interval; }\n"
         "set pods6 { type ipv6_addr; flags interval; }\n"
-        "chain forward {\n"
-        "  type filter hook forward priority filter; policy accept;\n"
+        "chain post_egress {\n"
+        "  type filter hook postrouting priority srcnat - 10; policy accept;\n"
         "  ct state established,related accept\n"
+        "  fib saddr type local accept\n"
         f"{drops}"
         "}"
     )

@@ -128,8 +128,8 @@ class Agent:
             log.warning("fail-mode open: pod traffic is not policed until the first sync")
             return
         enforcer.apply(bootstrap_ruleset(cfg.table, cfg.pod_cidrs))
-        log.info("fail-mode closed: new forwarded connections dropped until the first sync", extra={"fields": {
-            "pod_cidrs": ",".join(cfg.pod_cidrs) or "all forwarded"}})
+        log.info("fail-mode closed: new pod connections dropped until the first sync", extra={"fields": {
+            "pod_cidrs": ",".join(cfg.pod_cidrs) or "all but the node's own"}})
 
     # ---- state -----------------------------------------------------------
 

@@ -22,10 +22,10 @@ Debounce = Annotated[float, typer.Option("--debounce", help="--watch: seconds to
 ResyncPeriod = Annotated[float, typer.Option(
     "--resync-period", help="--watch: seconds between drift checks of the live table.")]
 FailMode = Annotated[str, typer.Option(
-    "--fail-mode", help="--watch: closed: drop new forwarded pod connections until the first sync; open: allow.")]
+    "--fail-mode", help="--watch: closed: drop new pod connections until the first sync; open: allow.")]
 PodCidr = Annotated[list[str] | None, typer.Option(
     "--pod-cidr", envvar="POD_CIDRS", help="--watch: pod CIDR the closed fail mode drops (repeatable; "
-    "default: every forwarded connection).")]
+    "default: every connection the node does not send).")]
 CleanupOnExit = Annotated[bool, typer.Option(
     "--cleanup-on-exit", help="--watch: delete the table on SIGTERM (default: keep enforcing).")]
 MetricsAddr = Annotated[str | None, typer.Option(

@@ -2,9 +2,12 @@
 
 What the first packet of a connection walks (replies pass on conntrack):
 
-- Two base chains on the forward hook, `forward` (egress, by source address) then `forward_ingress`
-  (by destination): an accept ends one base chain only and a drop ends the packet, so "allowed by
-  egress AND by ingress" is the kernel's own rule and no verdict has to carry over.
+- Two base chains on the postrouting hook, `post_egress` (by source address) then `post_ingress`
+  (by destination), just before `srcnat`: every path a pod's packet takes crosses them after every
+  destination rewrite (kube-proxy's DNAT at prerouting or output, IPVS re-sending at LOCAL_OUT)
+  and before every source rewrite (masquerade), forwarded, locally re-sent or bridged alike. An
+  accept ends one base chain only and a drop ends the packet, so "allowed by egress AND by
+  ingress" is the kernel's own rule and no verdict has to carry over.
 - Dispatch map `egress4`: pod address -> jump the chain of the first policy that selects the pod
   and has egress rules, or its namespace's default-deny chain when none has.
 - Policy chain `p_<id>_e4`: that policy's rules for one family (with those of the other policies of
@@ -43,6 +46,7 @@ ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "n
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 IP = {4: "ip", 6: "ip6"}
 SHORT = {INGRESS: "i", EGRESS: "e"}
+BASE = {EGRESS: "post_egress", INGRESS: "post_ingress"}  # the base chains that enforce
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 CHUNK = 12  # policies one walk passes by goto: with the dispatch jump and the final goto, 14 levels
 POINTS = 64  # peer address runs up to this long are kept as single addresses in a hash set
@@ -155,15 +159,24 @@ class NftRule:
         return " ".join(e.text for e in self.exprs) + f' comment "{self.comment}"'
 
 
+PRIORITY = {"filter": 0, "srcnat": 100}  # nft's named priorities for the hooks we use
+
+
 @dataclass(frozen=True)
 class NftChain:
     name: str
     rules: tuple[NftRule, ...]
-    hook: str | None = None  # base chains: type filter, priority filter + priority, policy accept
-    priority: int = 0
+    hook: str | None = None  # base chains: type filter, policy accept, at priority `base + offset`
+    base: str = "filter"
+    offset: int = 0
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[self.base] + self.offset
 
     def text(self) -> str:
-        prio = f"filter + {self.priority}" if self.priority else "filter"
+        sign = "+" if self.offset > 0 else "-"
+        prio = f"{self.base} {sign} {abs(self.offset)}" if self.offset else self.base
         head = f"\t\ttype filter hook {self.hook} priority {prio}; policy accept;\n" if self.hook else ""
         body = "".join(f"\t\t{r.text()}\n" for r in self.rules)
         return f"\tchain {self.name} {{\n{head}{body}\t}}"
@@ -435,10 +448,31 @@ def _walk_end(pol: PolicyPlan, d: Direction, v: int) -> tuple[NftRule, NftRule]:
 # ---- base and default-deny chains -----------------------------------------
 
 def _guard(first: bool) -> list[NftRule]:
-    """The second base chain needs no invalid rule: the first one dropped those packets."""
+    """What passes before any policy: replies, neighbour discovery, the node's own traffic (host
+    processes and host-network pods speak from node addresses; SNAT comes after us, so a pod's
+    packet never carries one here) and a pod reaching itself through its Service (hairpin). The
+    second base chain needs no invalid rule: the first one dropped those packets."""
     invalid = [NftRule((_ct_state("invalid"), COUNTER, _verdict("drop")), RuleId(rule="invalid"))] if first else []
+    node = Expr("fib saddr type local", {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["saddr"]}},
+                                                   "right": "local"}})
+    hairpin = [NftRule((_in_set(_concat(_addr(v, "saddr"), _addr(v, "daddr")), self_set(v)), COUNTER,
+                        _verdict("accept")), RuleId(rule=f"hairpin ipv{v}")) for v in FAMILIES]
     return [NftRule((_ct_state("established", "related"), COUNTER, _verdict("accept")), RuleId(rule="replies")),
-            *invalid, NftRule((ND, COUNTER, _verdict("accept")), RuleId(rule="ipv6 neighbour discovery"))]
+            *invalid, NftRule((ND, COUNTER, _verdict("accept")), RuleId(rule="ipv6 neighbour discovery")),
+            NftRule((node, COUNTER, _verdict("accept")), RuleId(rule="node")), *hairpin]
+
+
+def self_set(version: int) -> str:
+    return f"self{version}"
+
+
+def _hairpin(t: TableDraft, plan: Plan) -> None:
+    """`pod . pod` for every local isolated pod: its own traffic through a Service reaches the
+    base chains with the same source and destination, and a pod's traffic to itself is allowed."""
+    addresses = set(plan.isolated[EGRESS]) | set(plan.isolated[INGRESS])
+    for v in FAMILIES:
+        elems = (((_point(a), _point(a)), None) for a in addresses if a.version == v)
+        t.declare(NftSet(self_set(v), (ADDR_TYPE[v], ADDR_TYPE[v])), elems)
 
 
 NODE_LOCAL = NftRule((COUNTER, _verdict("accept")), RuleId(rule="node-local"))
@@ -471,9 +505,11 @@ def build(plan: Plan, table: str = "netpol", deny: str = "drop",
     t = TableDraft(table, prior=prior or {})
     bodies = {pol.key: _policy(t, pol) for pol in plan.policies}
     chunks = {d: _walks(t, plan, d) for d in DIRECTIONS}
-    t.chains += [NftChain("forward", tuple(_guard(True) + _dispatch(EGRESS, chunks[EGRESS])), hook="forward"),
-                 NftChain("forward_ingress", tuple(_guard(False) + _dispatch(INGRESS, chunks[INGRESS])),
-                          hook="forward", priority=1),
+    _hairpin(t, plan)
+    t.chains += [NftChain(BASE[EGRESS], tuple(_guard(True) + _dispatch(EGRESS, chunks[EGRESS])),
+                          hook="postrouting", base="srcnat", offset=-10),
+                 NftChain(BASE[INGRESS], tuple(_guard(False) + _dispatch(INGRESS, chunks[INGRESS])),
+                          hook="postrouting", base="srcnat", offset=-9),
                  # to the node itself (host-network pods included): always allowed, as the spec says
                  NftChain("input", (NODE_LOCAL,), hook="input"),
                  NftChain("output", (NODE_LOCAL,), hook="output")]

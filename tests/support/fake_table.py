@@ -23,7 +23,7 @@ def _atom(value: Any) -> tuple[int, int]:
 
 
 class Walk:
-    """The forward hook of one rendered table, for the first packet of a connection: its base
+    """The postrouting hook of one rendered table, for the first packet of a connection: its base
     chains in priority order, each of which must not drop the packet (an accept ends one base
     chain only). Chains are entered by vmap elements and jump/goto rules; a goto replaces the
     calling chain, so the target's return is the caller's return."""
@@ -31,7 +31,7 @@ class Walk:
     def __init__(self, doc: dict) -> None:
         self.sets: dict[str, list[tuple[list[tuple[int, int]], Any]]] = {}
         self.chains: dict[str, list[list[dict]]] = {}
-        self.hooks: list[tuple[int, str]] = []  # (priority, base chain) on the forward hook
+        self.hooks: list[tuple[int, str]] = []  # (priority, base chain) on the postrouting hook
         self.visited: list[str] = []  # chains the last packet entered
         for obj in doc["nftables"]:
             (kind, body), = obj.items()
@@ -39,7 +39,7 @@ class Walk:
                 self.sets[body["name"]] = [self._elem(e) for e in body.get("elem", [])]
             elif kind == "chain":
                 self.chains[body["name"]] = []
-                if body.get("hook") == "forward":
+                if body.get("hook") == "postrouting":
                     self.hooks.append((body["prio"], body["name"]))
             elif kind == "rule":
                 self.chains[body["chain"]].append(body["expr"])
@@ -78,6 +78,8 @@ class Walk:
         left, right = m["left"], m["right"]
         if "ct" in left:
             return False  # a new, valid connection
+        if "fib" in left:
+            return bool(pkt.get("local"))  # sent by the node itself
         if left.get("payload", {}).get("protocol") == "icmpv6":
             return False
         value = self._value(left, pkt)
