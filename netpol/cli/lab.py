@@ -14,7 +14,7 @@ from netpol.errors import LabError
 from netpol.lab import topology
 from netpol.lab.probe import Probe
 from netpol.lab.probe import probe as run_probes
-from netpol.lab.verify import extra_ports, hosts_for, lab_pods
+from netpol.lab.verify import extra_ports, hosts_for, lab_pods, verify_services
 from netpol.lab.verify import verify as run_verify
 
 lab_app = typer.Typer(no_args_is_help=True, help="The cluster as real network namespaces on this kernel (root).")
@@ -65,16 +65,25 @@ def probe(port: Ports = None, protocol: Protocols = None, output: Output = "json
 def verify(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
            port: Ports = None, protocol: Protocols = None, output: Output = "text", prefix: Prefix = "nplab",
            timeout: Timeout = 1.0, keep: Annotated[bool, typer.Option("--keep", help="Leave the lab up.")] = False,
-           ipblock_pods: IpblockPods = "true") -> None:
+           ipblock_pods: IpblockPods = "true",
+           services: Annotated[bool, typer.Option(
+               "--services", help="Probe every Service port through real DNAT, pinned to each backend in turn, "
+                                  "on the pod path and on the node path (IPVS's).")] = False) -> None:
     """Up, enforce, probe, compare with the evaluator, down. Exit 1 on any disagreement."""
     with user_errors():
         cluster = load_input(filename, kubeconfig, context)
-        result = run_verify(cluster, port_queries(port, protocol), options(ipblock_pods), prefix, timeout, keep)
+        if services:
+            if port or protocol:
+                raise LabError("--services probes every Service port: leave out --port and --protocol")
+            result = verify_services(cluster, options(ipblock_pods), prefix, timeout, keep)
+        else:
+            result = run_verify(cluster, port_queries(port, protocol), options(ipblock_pods), prefix, timeout, keep)
     if output == "json":
         typer.echo(json.dumps(result.contract(), indent=1))
     else:
         for d in result.disagreements:
-            typer.echo(f"DISAGREE {d['src']} -> {d['dst']} {d['protocol']}/{d['port']}: kernel "
+            via = f" backend {d['backend']} ({d['path']} path)" if "backend" in d else ""
+            typer.echo(f"DISAGREE {d['src']} -> {d['dst']} {d['protocol']}/{d['port']}{via}: kernel "
                        f"{'allowed' if d['kernel'] else 'denied'}, evaluator "
                        f"{'allowed' if d['evaluator'] else 'denied'}")
         typer.echo(f"{len(result.probes)} probes over {len(result.pods)} pods: "

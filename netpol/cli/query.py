@@ -20,12 +20,14 @@ from netpol.cli.common import (
     options,
     user_errors,
 )
+from netpol.cli.services import check_through, proxied, render, service_probes
 from netpol.errors import QueryError
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections, port_edges
 from netpol.evaluate.decide import Verdict, decide
 from netpol.evaluate.matrix import Matrix, PortQuery, compute, resolve_port
 from netpol.evaluate.resolve import Endpoint, endpoint
+from netpol.evaluate.services import find_service
 from netpol.k8s.model import PROTOCOLS
 
 
@@ -73,15 +75,19 @@ def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None) -> str:
 
 @app.command()
 def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP address")],
-          dst: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP address")],
+          dst: Annotated[str, typer.Argument(
+              help="ns/pod, ns/kind/name, ns/service/name (or ns/svc/name) or an IP address (a Service's: "
+                   "that Service)")],
           port: Annotated[str | None, typer.Option(
-              "--port", "-p", help="Port number or the destination's port name; omitted: every port.")] = None,
+              "--port", "-p", help="Port number or the destination's port name (a Service's port number or "
+                                   "name); omitted: every port.")] = None,
           protocol: Annotated[str | None, typer.Option(
               "--protocol", help="TCP, UDP or SCTP (default TCP; without --port: any protocol).")] = None,
           output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
           filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
           ipblock_pods: IpblockPods = "true") -> None:
-    """Can SRC reach DST on a port, and which policy and rule decided? Exit 0 allowed, 1 denied."""
+    """Can SRC reach DST on a port, and which policy and rule decided? Exit 0 allowed, 1 denied (or, to a
+    Service, denied or allowed by only some backends)."""
     with user_errors():
         if output not in ("text", "json"):
             raise QueryError(f"-o {output!r}: expected text or json")
@@ -89,7 +95,11 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
         number = _port(port) if port is not None else None
         opts = options(ipblock_pods)
         cluster = load_input(filename, kubeconfig, context)
-        s, d = endpoint(cluster, src), endpoint(cluster, dst)
+        s = endpoint(cluster, src)
+        svc = find_service(cluster, dst)
+        if svc is not None:
+            return check_through(cluster, s, svc, dst, number, proto, output, opts)
+        d = endpoint(cluster, dst)
         conns = None
         if number is None:  # every port: the verdict shown is at the first allowed port, if any
             conns = connections(cluster, s, d, opts)
@@ -167,8 +177,13 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
            ipblock_pods: IpblockPods = "true",
            workloads: Annotated[bool, typer.Option(
                "--workloads", help="Workload-level connections over every port, as np-guard lists them "
-                                   "(-o txt, json or md).")] = False) -> None:
+                                   "(-o txt, json or md).")] = False,
+           services: Annotated[bool, typer.Option(
+               "--services", help="Every pod to every Service port, per backend after DNAT (-p: Service ports "
+                                  "by number or name; -o text, json or md).")] = False) -> None:
     """Every ordered pair of pods (and workloads), for each port and protocol."""
+    if services:
+        return service_matrix(port, namespace, output, filename, kubeconfig, context, ipblock_pods)
     if workloads:
         from netpol.cli.review import workload_matrix
         return workload_matrix(bool(port or protocol), namespace, output, filename, kubeconfig, context,
@@ -182,3 +197,18 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
         pods = in_namespaces(cluster, namespace)
         result = compute(cluster, queries, pods, options(ipblock_pods))
     typer.echo(RENDERERS[output](result))
+
+
+def service_matrix(port: list[str] | None, namespace: list[str] | None, output: str, filename, kubeconfig,
+                   context, ipblock_pods: str) -> None:
+    with user_errors():
+        if output not in ("text", "json", "md"):
+            raise QueryError(f"-o {output!r}: expected text, json or md with --services")
+        asked = [_port(p) for p in port] if port else None
+        cluster = load_input(filename, kubeconfig, context)
+        pods = [p for p in in_namespaces(cluster, namespace) if p.kind == "Pod" and p.ips]
+        chosen = proxied(cluster)
+        if not chosen:
+            raise QueryError("no Service to show: the input has no Service (ExternalName ones are not proxied)")
+        probes = list(service_probes(cluster, pods, chosen, asked, options(ipblock_pods)))
+    typer.echo(render(probes, [p.key for p in pods], [s.key for s in chosen], output))

@@ -277,15 +277,70 @@ class Pod(Frozen):
 class ServicePort(Frozen):
     name: str | None = None
     port: int
-    target_port: int | str | None = None
+    target_port: int | str | None = None  # None: the same as port
     protocol: Protocol = "TCP"
+    node_port: int | None = None
+
+    @property
+    def target(self) -> int | str:
+        return self.port if self.target_port is None else self.target_port
+
+    @property
+    def label(self) -> str:
+        return f"{self.protocol}/{self.port}" + (f" {self.name!r}" if self.name else "")
 
 
 class Service(Frozen):
     namespace: str
     name: str
-    selector: Labels = Labels()
+    type: str = "ClusterIP"  # ClusterIP, NodePort, LoadBalancer or ExternalName
+    selector: Labels | None = None  # None: no selector, its EndpointSlices are managed by hand
     ports: tuple[ServicePort, ...] = ()
+    cluster_ips: tuple[str, ...] = ()  # ("None",): headless
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip
+    external_name: str | None = None
+    external_traffic_policy: str = "Cluster"
+    internal_traffic_policy: str = "Cluster"
+    source: Source | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ips == ("None",)
+
+    @cached_property
+    def addresses(self) -> tuple[IPAddress, ...]:
+        """Every address kube-proxy answers for: ClusterIPs, external IPs, load-balancer IPs."""
+        texts = [ip for ip in self.cluster_ips if ip != "None"] + [*self.external_ips, *self.load_balancer_ips]
+        return tuple(ipaddress.ip_address(ip) for ip in dict.fromkeys(texts))
+
+
+class EndpointAddress(Frozen):
+    """One endpoint of an EndpointSlice: its addresses (one family), readiness and where it runs."""
+
+    addresses: tuple[str, ...]
+    ready: bool = True
+    node_name: str | None = None
+    target: str | None = None  # ns/name of the pod it stands for, if any
+
+
+class EndpointPort(Frozen):
+    name: str | None = None  # the Service port's name
+    port: int | None = None  # None: every port (only for selector-less Services)
+    protocol: Protocol = "TCP"
+
+
+class EndpointSlice(Frozen):
+    namespace: str
+    name: str
+    service: str | None  # label kubernetes.io/service-name
+    address_type: str = "IPv4"
+    endpoints: tuple[EndpointAddress, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
     source: Source | None = None
 
 
@@ -294,6 +349,7 @@ class Cluster(Frozen):
     pods: tuple[Pod, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
     services: tuple[Service, ...] = ()
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
     # objects of kinds that change connectivity but that netpol does not evaluate: (kind, count)
     ignored: tuple[tuple[str, int], ...] = ()
 

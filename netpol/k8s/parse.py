@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import cast
 
-from netpol.errors import InputError
 from netpol.gcpause import gc_paused
 from netpol.k8s import fields, ignored, names
+from netpol.k8s.cursor import At, meta, object_name, port_value, protocol, read_annotations, yaml_scalar
 from netpol.k8s.model import (
     NS_NAME_LABEL,
-    PROTOCOLS,
     WORKLOAD_KINDS,
     Cluster,
     ContainerPort,
+    EndpointSlice,
     IPAddress,
     IPBlock,
     LabelSelector,
@@ -23,94 +22,17 @@ from netpol.k8s.model import (
     Peer,
     Pod,
     PolicyPort,
-    Protocol,
     Requirement,
     Rule,
     Service,
-    ServicePort,
 )
+from netpol.k8s.services import endpoint_slice, service
 from netpol.k8s.source import Path_, RawObject
 
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
-class _At:
-    """A cursor on one raw object: reads fields and raises errors located at them."""
-
-    def __init__(self, raw: RawObject, base: Path_ = (), node=None) -> None:
-        self.raw, self.base = raw, base
-        self.node = raw.data if node is None else node
-
-    def sub(self, path: Path_) -> _At:
-        """A cursor on a nested field, so reading many of its fields does not walk from the root."""
-        return _At(self.raw, self.base + path, self.get(path, default={}))
-
-    def fail(self, message: str, path: Path_) -> InputError:
-        return self.raw.error(message, self.base + path)
-
-    def get(self, path: Path_, kind: type | tuple[type, ...] | None = None, default=None):
-        node = self.node
-        for part in path:
-            if isinstance(node, dict) and isinstance(part, str):
-                node = node.get(part)
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                node = node[part]
-            else:
-                node = None
-            if node is None:
-                return default
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # bool is an int to Python, never to the API server
-        if kind is not None and (not isinstance(node, kind) or (isinstance(node, bool) and bool not in kinds)):
-            raise self.fail(f"expected {_kind_name(kind)}, got {_type_name(node)}", path)
-        return node
-
-    def items(self, path: Path_) -> list:
-        return self.get(path, list, [])
-
-    def labels(self, path: Path_, values: names.Check | None = names.label_value) -> dict[str, str]:
-        """A string map whose keys are qualified names (labels, selectors, annotations); values are
-        checked too unless `values` is None (annotation values are free text)."""
-        found = self.get(path, dict, {})
-        for k, v in found.items():
-            if v is not None and not isinstance(v, str):
-                raise self.fail(f"value {v!r} must be a string (quote it: \"{_yaml_scalar(v)}\")", path + (k,))
-            self.check(names.qualified_name(str(k).lower() if values is None else str(k)), path + (k,), "key")
-            if values is not None:
-                self.check(values(v or ""), path + (k,), repr(v or ""))
-        return {str(k): "" if v is None else v for k, v in found.items()}
-
-    def check(self, why: str | None, path: Path_, what: str) -> None:
-        """Raise a located error when an identifier check found a reason."""
-        if why is not None:
-            raise self.fail(f"invalid {what}: {why}", path)
-
-    def name(self, path: Path_, check: names.Check, default: str | None = None) -> str | None:
-        """An optional identifier field, checked."""
-        value = self.get(path, str)
-        if value is None or value == "":
-            return default
-        self.check(check(value), path, f"value {value!r}")
-        return value
-
-
-def _type_name(value) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "a mapping"}.get(type(value), type(value).__name__)
-
-
-def _yaml_scalar(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _kind_name(kind) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", bool: "a boolean"}
-    if isinstance(kind, tuple):
-        return " or ".join(names.get(k, k.__name__) for k in kind)
-    return names.get(kind, kind.__name__)
-
-
-def _selector(at: _At, path: Path_) -> LabelSelector:
+def _selector(at: At, path: Path_) -> LabelSelector:
     at.get(path, dict)
     labels = tuple(sorted(at.labels(path + ("matchLabels",)).items()))
     reqs = []
@@ -130,13 +52,13 @@ def _selector(at: _At, path: Path_) -> LabelSelector:
             raise at.fail(f"operator {op} must not have values", p + ("values",))
         for j, v in enumerate(values):
             if not isinstance(v, str):
-                raise at.fail(f"value {v!r} must be a string (quote it: \"{_yaml_scalar(v)}\")", p + ("values", j))
+                raise at.fail(f"value {v!r} must be a string (quote it: \"{yaml_scalar(v)}\")", p + ("values", j))
             at.check(names.label_value(v), p + ("values", j), f"value {v!r}")
         reqs.append(Requirement(key=key, operator=op, values=frozenset(str(v) for v in values)))
     return LabelSelector(match_labels=labels, match_expressions=tuple(reqs))
 
 
-def _cidr(at: _At, path: Path_, text) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _cidr(at: At, path: Path_, text) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         if not isinstance(text, str) or "/" not in text:
             raise ValueError
@@ -145,7 +67,7 @@ def _cidr(at: _At, path: Path_, text) -> ipaddress.IPv4Network | ipaddress.IPv6N
         raise at.fail(f"invalid CIDR {text!r}", path) from None
 
 
-def _ip_block(at: _At, path: Path_) -> IPBlock:
+def _ip_block(at: At, path: Path_) -> IPBlock:
     cidr_text = at.get(path + ("cidr",))
     if cidr_text is None:
         raise at.fail("cidr is required", path)
@@ -159,30 +81,9 @@ def _ip_block(at: _At, path: Path_) -> IPBlock:
     return IPBlock(cidr=cidr_text, except_=tuple(excepts))
 
 
-def _protocol(at: _At, path: Path_) -> Protocol:
-    proto = at.get(path, str, "TCP")
-    if proto not in PROTOCOLS:
-        raise at.fail(f"unsupported protocol {proto!r} (TCP, UDP or SCTP)", path)
-    return cast(Protocol, proto)
-
-
-def _port_value(at: _At, path: Path_) -> int | str | None:
-    value = at.get(path, (int, str))
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise at.fail("port must be a number or a name", path)
-    if isinstance(value, int):
-        if not 1 <= value <= 65535:
-            raise at.fail(f"port {value} out of range 1-65535", path)
-        return value
-    at.check(names.iana_svc_name(value), path, f"port name {value!r} (an IANA service name)")
-    return value
-
-
-def _policy_port(at: _At, path: Path_) -> PolicyPort:
-    proto = _protocol(at, path + ("protocol",))
-    port = _port_value(at, path + ("port",))
+def _policy_port(at: At, path: Path_) -> PolicyPort:
+    proto = protocol(at, path + ("protocol",))
+    port = port_value(at, path + ("port",))
     end = at.get(path + ("endPort",), int)
     if end is not None:
         if not isinstance(port, int):
@@ -192,7 +93,7 @@ def _policy_port(at: _At, path: Path_) -> PolicyPort:
     return PolicyPort(protocol=proto, port=port, end_port=end)
 
 
-def _peer(at: _At, path: Path_) -> Peer:
+def _peer(at: At, path: Path_) -> Peer:
     at.get(path, dict)
     pod = at.get(path + ("podSelector",))
     ns = at.get(path + ("namespaceSelector",))
@@ -207,7 +108,7 @@ def _peer(at: _At, path: Path_) -> Peer:
         ip_block=_ip_block(at, path + ("ipBlock",)) if block is not None else None)
 
 
-def _rules(at: _At, direction: str) -> tuple[Rule, ...]:
+def _rules(at: At, direction: str) -> tuple[Rule, ...]:
     peers_field = "from" if direction == "ingress" else "to"
     rules = []
     for i, _ in enumerate(at.items(("spec", direction))):
@@ -218,38 +119,9 @@ def _rules(at: _At, direction: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-# metadata.name as the API server checks it per kind (CronJob names also become Job names plus 11)
-NAME_CHECKS: dict[str, names.Check] = {"Namespace": names.dns1123_label, "Service": names.dns1035_label}
-_NAME_LIMITS = {"CronJob": 52}
-ANNOTATIONS_MAX = 256 * 1024  # bytes of keys and values together
-
-
-def _name(at: _At, kind: str) -> str:
-    name = at.get(("metadata", "name"), str)
-    if not name:
-        raise at.fail("metadata.name is required", ("metadata",))
-    at.check(NAME_CHECKS.get(kind, names.dns1123_subdomain)(name), ("metadata", "name"), f"name {name!r}")
-    limit = _NAME_LIMITS.get(kind)
-    if limit is not None and len(name) > limit:
-        raise at.fail(f"invalid name {name!r}: must be no more than {limit} characters", ("metadata", "name"))
-    return name
-
-
-def _meta(at: _At, kind: str) -> tuple[str, str]:
-    name = _name(at, kind)
-    return at.name(("metadata", "namespace"), names.dns1123_label, "default") or "default", name
-
-
-def _annotations(at: _At) -> tuple[tuple[str, str], ...]:
-    found = at.labels(("metadata", "annotations"), values=None)
-    if sum(len(k.encode()) + len(v.encode()) for k, v in found.items()) > ANNOTATIONS_MAX:
-        raise at.fail(f"may not be more than {ANNOTATIONS_MAX} bytes", ("metadata", "annotations"))
-    return tuple(sorted(found.items()))
-
-
 def network_policy(raw: RawObject) -> NetworkPolicy:
-    at = _At(raw)
-    namespace, name = _meta(at, "NetworkPolicy")
+    at = At(raw)
+    namespace, name = meta(at, "NetworkPolicy")
     at.get(("spec",), dict)
     types = at.items(("spec", "policyTypes"))
     if len(types) > 2:
@@ -263,10 +135,10 @@ def network_policy(raw: RawObject) -> NetworkPolicy:
     # an absent or null podSelector is the empty selector: the API server accepts it (kubernetes#131354)
     return NetworkPolicy(namespace=namespace, name=name, pod_selector=_selector(at, ("spec", "podSelector")),
                          ingress=ingress, egress=egress, policy_types=frozenset(types),
-                         annotations=_annotations(at), source=raw.source)
+                         annotations=read_annotations(at), source=raw.source)
 
 
-def _container_ports(at: _At, spec: Path_) -> tuple[ContainerPort, ...]:
+def _container_ports(at: At, spec: Path_) -> tuple[ContainerPort, ...]:
     out = []
     for kind in ("containers", "initContainers"):
         for i, _ in enumerate(at.items(spec + (kind,))):
@@ -278,11 +150,11 @@ def _container_ports(at: _At, spec: Path_) -> tuple[ContainerPort, ...]:
                 if not 1 <= number <= 65535:
                     raise entry.fail(f"containerPort {number} out of range 1-65535", ("containerPort",))
                 out.append(ContainerPort(name=entry.name(("name",), names.iana_svc_name), port=number,
-                                         protocol=_protocol(entry, ("protocol",))))
+                                         protocol=protocol(entry, ("protocol",))))
     return tuple(out)
 
 
-def _pod_ips(at: _At) -> tuple[str, ...]:
+def _pod_ips(at: At) -> tuple[str, ...]:
     listed = [(("status", "podIPs", i, "ip"), at.get(("status", "podIPs", i, "ip"), str))
               for i, _ in enumerate(at.items(("status", "podIPs")))]
     found: list[tuple[Path_, str]] = [(p, ip) for p, ip in listed if ip] or [
@@ -295,7 +167,7 @@ def _pod_ips(at: _At) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ip for _, ip in found))
 
 
-def _owner(at: _At) -> tuple[str, str] | None:
+def _owner(at: At) -> tuple[str, str] | None:
     """The controller. Like np-guard, a reference without a kind still names a workload; names
     reach reports only through each format's escaping."""
     for i in range(len(at.items(("metadata", "ownerReferences")))):
@@ -306,46 +178,32 @@ def _owner(at: _At) -> tuple[str, str] | None:
 
 
 def pod(raw: RawObject) -> Pod | None:
-    at = _At(raw)
-    namespace, name = _meta(at, "Pod")
+    at = At(raw)
+    namespace, name = meta(at, "Pod")
     if at.get(("status", "phase")) in ("Succeeded", "Failed"):
         return None  # finished pods hold no address and take no traffic
     return Pod(namespace=namespace, name=name, labels=at.labels(("metadata", "labels")), ips=_pod_ips(at),
                ports=_container_ports(at, ("spec",)), host_network=bool(at.get(("spec", "hostNetwork"))),
                node_name=at.name(("spec", "nodeName"), names.dns1123_subdomain), owner=_owner(at),
-               annotations=_annotations(at), source=raw.source)
+               annotations=read_annotations(at), source=raw.source)
 
 
 def workload(raw: RawObject) -> Pod:
-    at = _At(raw)
-    namespace, name = _meta(at, raw.kind)
+    at = At(raw)
+    namespace, name = meta(at, raw.kind)
     tmpl = ("spec", "jobTemplate", "spec", "template") if raw.kind == "CronJob" else ("spec", "template")
     return Pod(namespace=namespace, name=name, kind=raw.kind, labels=at.labels(tmpl + ("metadata", "labels")),
                ports=_container_ports(at, tmpl + ("spec",)),
                host_network=bool(at.get(tmpl + ("spec", "hostNetwork"))),
-               annotations=_annotations(at), source=raw.source)
+               annotations=read_annotations(at), source=raw.source)
 
 
 def namespace(raw: RawObject) -> Namespace:
-    at = _At(raw)
-    name = _name(at, "Namespace")
+    at = At(raw)
+    name = object_name(at, "Namespace")
     labels = at.labels(("metadata", "labels"))
     labels[NS_NAME_LABEL] = name  # set by the API server on every namespace
     return Namespace(name=name, labels=labels, source=raw.source)
-
-
-def service(raw: RawObject) -> Service:
-    at = _At(raw)
-    namespace, name = _meta(at, "Service")
-    ports = []
-    for i, _ in enumerate(at.items(("spec", "ports"))):
-        p = ("spec", "ports", i)
-        ports.append(ServicePort(name=at.name(p + ("name",), names.dns1123_label),
-                                 port=at.get(p + ("port",), int) or 0,
-                                 target_port=_port_value(at, p + ("targetPort",)),
-                                 protocol=_protocol(at, p + ("protocol",))))
-    return Service(namespace=namespace, name=name, selector=at.labels(("spec", "selector")),
-                   ports=tuple(ports), source=raw.source)
 
 
 def _terminating(raw: RawObject) -> bool:
@@ -375,6 +233,9 @@ def _one_owner_per_address(pods: list[Pod], claims: dict[IPAddress, list[tuple[P
             if id(p) in losers else p for p in pods]
 
 
+MODELLED = ("Namespace", "Pod", "NetworkPolicy", "Service", "EndpointSlice", *WORKLOAD_KINDS)
+
+
 def build_cluster(raws: Iterable[RawObject]) -> Cluster:
     with gc_paused():
         return _build_cluster(raws)
@@ -387,17 +248,18 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     claims: dict[IPAddress, list[tuple[Pod, RawObject]]] = {}  # pod address -> pods (not host-network) showing it
     policies: list[NetworkPolicy] = []
     services: list[Service] = []
+    slices: list[EndpointSlice] = []
     seen: dict[tuple[str, str, str], RawObject] = {}
     skipped: list[RawObject] = []
     for raw in raws:
         kind = raw.kind
-        if kind not in ("Namespace", "Pod", "NetworkPolicy", "Service", *WORKLOAD_KINDS) or (
+        if kind not in MODELLED or (
                 kind == "NetworkPolicy" and not str(raw.data.get("apiVersion", "networking.k8s.io/v1")).startswith(
                     "networking.k8s.io/")):
             skipped.append(raw)
             continue
         fields.check(raw)  # typos first: a misspelt field changes what a policy means
-        at = _At(raw)
+        at = At(raw)
         ident = (kind, "" if kind == "Namespace" else at.get(("metadata", "namespace"), str) or "default",
                  at.get(("metadata", "name"), str) or "")
         if ident in seen:
@@ -417,6 +279,8 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
             policies.append(network_policy(raw))
         elif kind == "Service":
             services.append(service(raw))
+        elif kind == "EndpointSlice":
+            slices.append(endpoint_slice(raw))
         else:
             pods.append(workload(raw))
     pods = _one_owner_per_address(pods, claims)
@@ -425,4 +289,4 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
         namespaces.setdefault(name, Namespace(name=name, labels={NS_NAME_LABEL: name}))
     return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),
                    ignored=ignored.summary(skipped),
-                   services=tuple(services))
+                   services=tuple(services), endpoint_slices=tuple(slices))

@@ -3,6 +3,11 @@
 Client sockets are opened by a thread inside each source pod's netns (a socket keeps the netns it
 was created in) and bound to that pod's address; the calling thread then drives them all with one
 selector under a single deadline, so a probe run costs about one timeout however many are dropped.
+
+A probe on the node path is sent from the node netns instead, by a transparent socket bound to the
+pod's address: its packets take LOCAL_OUT -> POSTROUTING with the pod's source, the path kube-proxy's
+IPVS mode re-sends Service traffic on (this kernel has no IPVS). `lab/services.py` routes the replies
+back to such sockets.
 """
 
 from __future__ import annotations
@@ -26,12 +31,19 @@ FAMILIES = {"ipv4": 4, "ipv6": 6}
 _UDP_SENDS = 3  # datagrams per UDP probe, spread over the timeout, in case one is lost
 
 
+POD_PATH, NODE_PATH = "pod", "node"
+NODE_PATH_MARK = 0x100  # socket mark of node-path probes (lab/services.py keys its reply routing on it)
+_IP_TRANSPARENT = {4: (socket.IPPROTO_IP, 19), 6: (socket.IPPROTO_IPV6, 75)}  # IP(V6)_TRANSPARENT
+
+
 @dataclass(frozen=True)
 class Probe:
     src: str  # LabHost keys
-    dst: str
-    port: int
+    dst: str  # the pod expected to answer (a Service's backend, with via)
+    port: int  # the port connected to (a Service port, with via)
     protocol: str = "TCP"
+    via: str | None = None  # an address to connect to instead of dst's (a Service address)
+    path: str = POD_PATH
 
 
 @dataclass
@@ -68,6 +80,8 @@ def _check(state: LabState, p: Probe) -> None:
         raise LabError(f"probe {_label(p)}: protocol {p.protocol!r} is not TCP, UDP or SCTP")
     if not isinstance(p.port, int) or not 1 <= p.port <= 65535:
         raise LabError(f"probe {_label(p)}: port {p.port!r} is not a number in 1-65535")
+    if p.path not in (POD_PATH, NODE_PATH):
+        raise LabError(f"probe {_label(p)}: path {p.path!r} is not {POD_PATH} or {NODE_PATH}")
 
 
 def _plan(state: LabState, probes: Sequence[Probe], family: str | None) -> list[_Attempt]:
@@ -77,7 +91,7 @@ def _plan(state: LabState, probes: Sequence[Probe], family: str | None) -> list[
     attempts = []
     for p in dict.fromkeys(probes):
         _check(state, p)
-        dst_ips = state.ips[p.dst]
+        dst_ips = (p.via,) if p.via else state.ips[p.dst]
         version = FAMILIES[family] if family else _version(dst_ips[0])
         src_ip, dst_ip = _first(state.ips[p.src], version), _first(dst_ips, version)
         if src_ip and dst_ip:
@@ -86,13 +100,18 @@ def _plan(state: LabState, probes: Sequence[Probe], family: str | None) -> list[
 
 
 def _label(p: Probe) -> str:
-    return f"{p.src} -> {p.dst} {p.port}/{p.protocol}"
+    via = f" via {p.via}" if p.via else ""
+    return f"{p.src} -> {p.dst}{via} {p.port}/{p.protocol}" + (f" ({p.path} path)" if p.path != POD_PATH else "")
 
 
 def _client(a: _Attempt) -> socket.socket:
-    family = socket.AF_INET6 if _version(a.src_ip) == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM if a.udp else socket.SOCK_STREAM)
+    version = _version(a.src_ip)
+    sock = socket.socket(socket.AF_INET6 if version == 6 else socket.AF_INET,
+                         socket.SOCK_DGRAM if a.udp else socket.SOCK_STREAM)
     sock.setblocking(False)
+    if a.probe.path == NODE_PATH:  # the node sends with the pod's address
+        sock.setsockopt(*_IP_TRANSPARENT[version], 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, NODE_PATH_MARK)
     if not a.udp:  # close with a reset: no TIME_WAIT left behind by thousands of probes
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.bind((a.src_ip, 0))
@@ -102,7 +121,7 @@ def _client(a: _Attempt) -> socket.socket:
 def _open(state: LabState, attempts: list[_Attempt]) -> None:
     by_src: dict[str, list[_Attempt]] = {}
     for a in attempts:
-        by_src.setdefault(a.probe.src, []).append(a)
+        by_src.setdefault(a.probe.src if a.probe.path == POD_PATH else state.node_netns, []).append(a)
     for src, group in by_src.items():
 
         def body(group: list[_Attempt] = group) -> None:
@@ -110,7 +129,7 @@ def _open(state: LabState, attempts: list[_Attempt]) -> None:
                 a.sock = _client(a)
 
         try:
-            run_in(state.hosts[src], body)
+            run_in(state.hosts.get(src, src), body)
         except NetnsError as exc:
             raise LabError(f"lab {state.prefix!r} is not up ({exc}); run `netpol lab up`") from None
         except OSError as exc:

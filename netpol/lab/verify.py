@@ -8,11 +8,12 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-# A probe that disagrees is asked once more, patiently: on a busy machine an allowed connection can
 from netpol.errors import LabError
 from netpol.evaluate.matrix import PortQuery, compute, resolve_port
+from netpol.evaluate.resolve import Endpoint
+from netpol.evaluate.services import check_service
 from netpol.k8s.model import Cluster, Options, Pod
-from netpol.lab import topology
+from netpol.lab import services, topology
 from netpol.lab.probe import Probe, probe
 from netpol.lab.topology import LabHost, LabState
 from netpol.netns import run_in
@@ -52,9 +53,11 @@ class Verification:
     pods: list[str]
     probes: list[dict] = field(default_factory=list)
     disagreements: list[dict] = field(default_factory=list)
+    services: list[str] | None = None  # with --services: the matrix --services contract
 
     def contract(self) -> dict:
-        return {"pods": self.pods, "probes": self.probes, "disagreements": self.disagreements}
+        head = {"pods": self.pods} if self.services is None else {"pods": self.pods, "services": self.services}
+        return {**head, "probes": self.probes, "disagreements": self.disagreements}
 
 
 def extra_ports(queries: Sequence[PortQuery]) -> list[tuple[int, str]]:
@@ -141,3 +144,50 @@ def verify(cluster: Cluster, queries: Sequence[PortQuery], opts: Options = Optio
     finally:
         if not keep:
             topology.down(prefix)
+
+
+def verify_services(cluster: Cluster, opts: Options = Options(), prefix: str = "nplab", timeout: float = 1.0,
+                    keep: bool = False) -> Verification:
+    """Every pod to every Service port, with real DNAT pinned to each backend in turn, on the pod path
+    and on the node path (IPVS's), compared with `check_service`."""
+    pods = lab_pods(cluster)
+    plan = services.rounds(cluster, {p.key for p in pods})
+    if not plan:
+        raise LabError("nothing to probe: no Service of the input has a backend among the lab's pods")
+    topology.down(prefix)
+    state = topology.up(hosts_for(pods), prefix, services.target_ports([p for r in plan for p in r]))
+    try:
+        enforce_into(state, cluster, opts, flush=False)
+        services.prepare(state, sorted({p.address for r in plan for p in r}, key=lambda a: (a.version, a)))
+        result = Verification(pods=[p.key for p in pods], services=sorted({p.service.key for r in plan for p in r}))
+        for pins in plan:
+            services.install(state, pins)
+            flush_conntrack(state.node_netns)
+            _compare_round(cluster, state, pods, pins, opts, timeout, result)
+        return result
+    finally:
+        if not keep:
+            topology.down(prefix)
+
+
+def _compare_round(cluster: Cluster, state: LabState, pods: Sequence[Pod], pins: Sequence[services.Pin],
+                   opts: Options, timeout: float, result: Verification) -> None:
+    expected: dict[Probe, tuple[services.Pin, bool]] = {}
+    for pin in pins:
+        for src in pods:
+            v = check_service(cluster, Endpoint(pod=src), pin.service, pin.port, pin.address, opts)
+            got = next((r.verdict.allowed for r in v.results if r.backend.address == pin.backend.address), None)
+            if got is None:
+                continue  # not an endpoint for this client (internalTrafficPolicy Local)
+            for path in services.PATHS:
+                expected[pin.probe(src.key, path)] = (pin, got)
+    seen = probe_settled(state, list(expected), lambda pr: expected[pr][1], timeout)
+    for pr, (pin, want) in expected.items():
+        if pr not in seen:
+            continue
+        row = {"src": pr.src, "dst": f"{pin.service.namespace}/service/{pin.service.name}", "port": pin.port.port,
+               "protocol": pin.port.protocol, "backend": pr.dst, "target_port": pin.backend.port,
+               "address": pr.via, "path": pr.path, "allowed": seen[pr]}
+        result.probes.append(row)
+        if seen[pr] != want:
+            result.disagreements.append({**row, "kernel": seen[pr], "evaluator": want})
