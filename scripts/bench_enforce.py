@@ -250,7 +250,8 @@ def naive_script(plan: Plan, table: str = "naive") -> str:
     out = [f"table inet {table} {{"]
     for name, rules in chains.items():
         out.append(f"chain {name} {{\n" + "\n".join(rules) + "\n}")
-    out.append("chain forward {\ntype filter hook forward priority filter; policy accept;\n" + "\n".join(fwd) + "\n}")
+    out.append("chain post {\ntype filter hook postrouting priority srcnat - 10; policy accept;\n"  # where ours is
+               + "\n".join(fwd) + "\n}")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -385,8 +386,8 @@ def _nft(netns: str, *args: str, stdin: str | None = None) -> None:
 
 
 FLOOR = """table inet floor {
-chain forward {
-type filter hook forward priority filter; policy accept;
+chain post {
+type filter hook postrouting priority srcnat - 10; policy accept;
 ct state established,related accept
 ct state invalid drop
 }

@@ -78,6 +78,8 @@ class Metrics:
                               registry=r)
         self.objects = Gauge("netpol_agent_objects", "Objects in the agent's store.", ["kind"], registry=r)
         self.ready = Gauge("netpol_agent_ready", "1 once the first full sync is in the kernel.", registry=r)
+        self.bridge_bypass = Gauge("netpol_agent_bridge_bypass", "1 while bridged pod traffic of a family skips "
+                                   "netfilter (bridge-nf-call-iptables/ip6tables not 1).", ["family"], registry=r)
 
     def add_rule_counters(self, read: Callable[[], dict[str, tuple[int, int]]]) -> None:
         self.registry.register(RuleCounters(read))

@@ -12,9 +12,11 @@ import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from netpol.agent.bridge import SYSCTLS, bypassing
 from netpol.agent.failmode import FailMode, bootstrap_ruleset, parse_cidrs
 from netpol.agent.logs import LogFormat, configure, unconfigure
 from netpol.agent.metrics import Metrics, StatusServer
@@ -71,6 +73,8 @@ class AgentConfig:
         return self
 
 
+BRIDGE_CHECK_S = 10.0  # readiness re-reads the bridge sysctls at most this often
+
 class Agent:
     """Python API: `Agent(cfg).start()`, `.wait_ready()`, `.stop()`; `run(cfg)` for a process."""
 
@@ -87,6 +91,7 @@ class Agent:
         self._loop: threading.Thread | None = None
         self._watchers: list[Watcher] = []
         self.server: StatusServer | None = None
+        self._bridge_checked: tuple[float, list[str]] | None = None
 
     # ---- start -----------------------------------------------------------
 
@@ -134,7 +139,22 @@ class Agent:
     # ---- state -----------------------------------------------------------
 
     def ready(self) -> bool:
-        return self.reconciler is not None and self.reconciler.ready.is_set()
+        """After the first full sync, and only while bridged pod traffic cannot bypass the table."""
+        return self.reconciler is not None and self.reconciler.ready.is_set() and not self.bridge_bypass()
+
+    def bridge_bypass(self) -> list[str]:
+        """Families whose bridged pod traffic skips netfilter (checked at most every BRIDGE_CHECK_S)."""
+        now = time.monotonic()
+        if self._bridge_checked is None or now - self._bridge_checked[0] > BRIDGE_CHECK_S:
+            found = bypassing(self.cfg.netns)
+            for family in SYSCTLS:
+                self.metrics.bridge_bypass.labels(family).set(family in found)
+            if found and (self._bridge_checked is None or not self._bridge_checked[1]):
+                log.error("bridged pod traffic bypasses the table: not ready", extra={"fields": {
+                    "families": ",".join(found), "fix": "modprobe br_netfilter; sysctl "
+                    "net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1"}})
+            self._bridge_checked = (now, found)
+        return self._bridge_checked[1]
 
     def wait_ready(self, timeout: float) -> bool:
         return self.reconciler is not None and self.reconciler.ready.wait(timeout)

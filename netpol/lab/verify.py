@@ -158,16 +158,23 @@ def verify_services(cluster: Cluster, opts: Options = Options(), prefix: str = "
     state = topology.up(hosts_for(pods), prefix, services.target_ports([p for r in plan for p in r]))
     try:
         enforce_into(state, cluster, opts, flush=False)
-        services.prepare(state, sorted({p.address for r in plan for p in r}, key=lambda a: (a.version, a)))
-        result = Verification(pods=[p.key for p in pods], services=sorted({p.service.key for r in plan for p in r}))
-        for pins in plan:
-            services.install(state, pins)
-            flush_conntrack(state.node_netns)
-            _compare_round(cluster, state, pods, pins, opts, timeout, result)
-        return result
+        return probe_services(cluster, state, opts, timeout)
     finally:
         if not keep:
             topology.down(prefix)
+
+
+def probe_services(cluster: Cluster, state: LabState, opts: Options = Options(), timeout: float = 1.0) -> Verification:
+    """Into a lab whose table is in force: the Service proxy, then every round of pinned backends."""
+    pods = [p for p in lab_pods(cluster) if p.key in state.hosts]
+    plan = services.rounds(cluster, set(state.hosts))
+    services.prepare(state, sorted({p.address for r in plan for p in r}, key=lambda a: (a.version, a)))
+    result = Verification(pods=[p.key for p in pods], services=sorted({p.service.key for r in plan for p in r}))
+    for pins in plan:
+        services.install(state, pins)
+        flush_conntrack(state.node_netns)
+        _compare_round(cluster, state, pods, pins, opts, timeout, result)
+    return result
 
 
 def _compare_round(cluster: Cluster, state: LabState, pods: Sequence[Pod], pins: Sequence[services.Pin],

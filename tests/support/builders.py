@@ -148,3 +148,21 @@ def assert_table(c: Cluster, expect: Expect, port: int = 80, protocol: str = "TC
     wrong = [f"{s} -> {d}: expected {'allowed' if want else 'denied'}"
              for (s, d), want in expect.cells.items() if got[(s, d)] != want]
     assert not wrong, f"{protocol}/{port}: " + "; ".join(wrong)
+
+
+def service(ns: str, name: str, ports: list[dict], selector: dict | None = None, cluster_ip: str | None = None,
+            **spec: object) -> dict:
+    """ports: ServicePort dicts ({"name", "port", "targetPort", "protocol", ...})."""
+    body: dict = {"ports": ports, **spec}
+    if selector is not None:
+        body["selector"] = selector
+    if cluster_ip is not None:
+        body["clusterIP"] = cluster_ip
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": body}
+
+
+def endpoint_slice(ns: str, name: str, service_name: str, endpoints: list[dict], ports: list[dict],
+                   address_type: str = "IPv4") -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": service_name}},
+            "addressType": address_type, "endpoints": endpoints, "ports": ports}
