@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netpol.errors import InputError
 from netpol.k8s.load import _files, parse_text, read_file, read_text, stdin
@@ -24,6 +24,7 @@ class Input:
     cluster: Cluster
     raws: list[RawObject]
     errors: list[tuple[Location, str]]
+    duplicates: list[tuple[Location, str]] = field(default_factory=list)  # Services defined twice (a warning)
 
     def __post_init__(self) -> None:
         self._by_ident = {_ident(r): r for r in self.raws}
@@ -86,13 +87,16 @@ def read(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -
     return raws, errors
 
 
-def build(raws: list[RawObject]) -> tuple[Cluster, list[RawObject], list]:
-    """The cluster of the valid objects, those objects, and an error for each invalid one."""
+def build(raws: list[RawObject]) -> tuple[Cluster, list[RawObject], list, list]:
+    """The cluster of the valid objects, those objects, an error for each invalid one, and a finding for
+    each Service defined twice (np-guard's corpus has one; the API server would keep one of them)."""
     try:
-        return build_cluster(raws), raws, []
+        return build_cluster(raws), raws, [], []
     except InputError:
         pass
-    good, errors = [], []
+    good: list[RawObject] = []
+    errors: list[tuple[Location, str]] = []
+    duplicates: list[tuple[Location, str]] = []
     for raw in raws:  # errors within one object
         try:
             build_cluster([raw])
@@ -101,17 +105,18 @@ def build(raws: list[RawObject]) -> tuple[Cluster, list[RawObject], list]:
             errors.append(_error(exc, raw))
     while True:  # errors between objects (duplicates): drop the object the error points at
         try:
-            return build_cluster(good), good, errors
+            return build_cluster(good), good, errors, duplicates
         except InputError as exc:
             culprit = next((r for r in good if r.source.file == exc.file
                             and r.line_of(("metadata", "name")) == exc.line), None)
             if culprit is None:
                 raise
             good.remove(culprit)
-            errors.append(_error(exc, culprit))
+            twice = culprit.kind == "Service" and exc.message.startswith("duplicate Service")
+            (duplicates if twice else errors).append(_error(exc, culprit))
 
 
 def load(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -> Input:
     raws, errors = read(paths, exclude, root)
-    cluster, good, more = build(raws)
-    return Input(cluster, good, errors + more)
+    cluster, good, more, duplicates = build(raws)
+    return Input(cluster, good, errors + more, duplicates)

@@ -448,18 +448,24 @@ def _walk_end(pol: PolicyPlan, d: Direction, v: int) -> tuple[NftRule, NftRule]:
 # ---- base and default-deny chains -----------------------------------------
 
 def _guard(first: bool) -> list[NftRule]:
-    """What passes before any policy: replies, neighbour discovery, the node's own traffic (host
-    processes and host-network pods speak from node addresses; SNAT comes after us, so a pod's
-    packet never carries one here) and a pod reaching itself through its Service (hairpin). The
-    second base chain needs no invalid rule: the first one dropped those packets."""
+    """The second base chain needs no invalid rule: the first one dropped those packets."""
     invalid = [NftRule((_ct_state("invalid"), COUNTER, _verdict("drop")), RuleId(rule="invalid"))] if first else []
-    node = Expr("fib saddr type local", {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["saddr"]}},
-                                                   "right": "local"}})
-    hairpin = [NftRule((_in_set(_concat(_addr(v, "saddr"), _addr(v, "daddr")), self_set(v)), COUNTER,
-                        _verdict("accept")), RuleId(rule=f"hairpin ipv{v}")) for v in FAMILIES]
     return [NftRule((_ct_state("established", "related"), COUNTER, _verdict("accept")), RuleId(rule="replies")),
-            *invalid, NftRule((ND, COUNTER, _verdict("accept")), RuleId(rule="ipv6 neighbour discovery")),
-            NftRule((node, COUNTER, _verdict("accept")), RuleId(rule="node")), *hairpin]
+            *invalid, NftRule((ND, COUNTER, _verdict("accept")), RuleId(rule="ipv6 neighbour discovery"))]
+
+
+NODE = Expr("fib saddr type local", {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["saddr"]}},
+                                               "right": "local"}})
+
+
+def _always_allowed(d: Direction, ns: str) -> list[NftRule]:
+    """What no policy can deny, tested only where a packet would be denied (so allowed packets pay
+    nothing for it): a pod's traffic to itself through its Service (hairpin), and, for ingress, the
+    node's own traffic (host processes and host-network pods speak from node addresses; SNAT comes
+    after us, so a pod's packet never carries one here; egress dispatch never sees node addresses)."""
+    node = [NftRule((NODE, COUNTER, _verdict("accept")), RuleId(ns, "", d, "node"))] if d == INGRESS else []
+    return node + [NftRule((_in_set(_concat(_addr(v, "saddr"), _addr(v, "daddr")), self_set(v)), COUNTER,
+                            _verdict("accept")), RuleId(ns, "", d, f"hairpin ipv{v}")) for v in FAMILIES]
 
 
 def self_set(version: int) -> str:
@@ -486,14 +492,17 @@ def _dispatch(d: Direction, chunks: int) -> list[NftRule]:
 
 
 def _default_deny(d: Direction, ns: str, deny: str) -> tuple[NftRule, ...]:
-    """drop; log: log (rate-limited) then drop; audit: log and count, then accept."""
+    """What is always allowed, then drop; log: log (rate-limited) then drop; audit: log and count, then
+    accept."""
     def note(suffix: str = "") -> RuleId:
         return RuleId(ns, "", d, DEFAULT_DENY + suffix)
     drop = NftRule((COUNTER, _verdict("drop")), note())
+    first = tuple(_always_allowed(d, ns))
     if deny == "drop":
-        return (drop,)
+        return (*first, drop)
     log = NftRule(_log(log_prefix(ns, d)), note(" log"))
-    return (log, drop) if deny == "log" else (log, NftRule((COUNTER, _verdict("accept")), note(" audit")))
+    audit = NftRule((COUNTER, _verdict("accept")), note(" audit"))
+    return (*first, log, drop) if deny == "log" else (*first, log, audit)
 
 
 def build(plan: Plan, table: str = "netpol", deny: str = "drop",

@@ -19,6 +19,8 @@ _COMMENT_TEXT = re.compile(r"[A-Za-z0-9 ./~#_\[\]-]{1,128}")
 _POLICY = re.compile(r"(?P<ns>[^/\s]+)/(?P<policy>\S+) (?P<direction>ingress|egress)"
                      r"(?:\[(?P<index>\d+)\])?(?:\s+(?P<rest>.+))?")
 _DENY = re.compile(rf"(?P<ns>[a-z0-9.~-]+) {DEFAULT_DENY} (?P<direction>ingress|egress)(?: (?P<rest>.+))?")
+ALWAYS = ("node", "hairpin ipv4", "hairpin ipv6")  # what a namespace's deny chain lets through first
+_ALWAYS = re.compile(rf"(?P<ns>[a-z0-9.~-]+) (?P<direction>ingress|egress) (?P<rule>{'|'.join(ALWAYS)})")
 
 
 def short_id(text: str) -> str:
@@ -41,7 +43,7 @@ def checked(text: str) -> str:
 @dataclass(frozen=True)
 class RuleId:
     """Which rule: of a policy (`policy` set; `rule` its index, or `next`/`end` of its walk), of a
-    namespace (`rule` "default deny", maybe with " log"/" audit"), or of a base chain (`rule` only:
+    namespace (`rule` "default deny", maybe with " log"/" audit", or one of ALWAYS), or of a base chain (`rule` only:
     "replies", "node-local", ...). The fields are the metric labels."""
 
     namespace: str = ""
@@ -62,6 +64,8 @@ class RuleId:
             return checked(text)
         if self.rule.startswith(DEFAULT_DENY):
             return checked(f"{ns} {DEFAULT_DENY} {self.direction}{self.rule[len(DEFAULT_DENY):]}")
+        if self.namespace and self.rule in ALWAYS:
+            return checked(f"{ns} {self.direction} {self.rule}")
         return checked(self.rule)
 
     @classmethod
@@ -73,6 +77,8 @@ class RuleId:
             return cls(m["ns"], m["policy"], m["direction"], f"{rule} {m['rest']}".strip() if m["rest"] else rule)
         if m := _DENY.fullmatch(text):
             return cls(m["ns"], "", m["direction"], DEFAULT_DENY + (f" {m['rest']}" if m["rest"] else ""))
+        if m := _ALWAYS.fullmatch(text):
+            return cls(m["ns"], "", m["direction"], m["rule"])
         return cls(rule=text)
 
     def labels(self) -> tuple[str, str, str, str]:

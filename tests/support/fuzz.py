@@ -103,8 +103,8 @@ def _lint(text: str) -> None:
         raws = parse_text(text, "fuzz.yaml")
     except NetpolError:
         return
-    cluster, good, errors = lint_build(raws)
-    findings = run_checks(Input(cluster, good, errors), Settings())
+    cluster, good, errors, duplicates = lint_build(raws)
+    findings = run_checks(Input(cluster, good, errors, duplicates), Settings())
     for fmt in FORMATS.values():
         fmt(findings)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netpol.lint.checks import dns, ipblock, isolation, ports, rules, scope, selection, tenants
+from netpol.lint.checks import dns, ipblock, isolation, ports, rules, scope, selection, services, tenants
 from netpol.lint.registry import INPUT_ERROR, Check
 
 CHECKS: tuple[Check, ...] = (
@@ -19,6 +19,11 @@ CHECKS: tuple[Check, ...] = (
     isolation.allow_all_voids_deny,
     tenants.cross_tenant,
     scope.not_evaluated,
+    services.service_port_not_pod_port,
+    services.ipblock_service_address,
+    services.external_source_behind_snat,
+    services.service_target_port_undeclared,
+    services.duplicate_service,
 )
 
 
