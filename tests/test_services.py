@@ -184,3 +184,70 @@ def test_matrix_services_contract_equals_check_per_backend(files):
     assert len(doc["probes"]) == 4 * (2 + 3)  # 4 pods; web has 2 backends, raw 3
     text = run("matrix", "--services", "-f", f).output
     assert "back/api:TCP/80" in text and "partial 1/2" in text
+
+
+def test_diff_reports_service_ports_a_change_opens_and_closes(files, tmp_path):
+    old = files(world())
+    wider = [o if o.get("kind") != "NetworkPolicy" else policy("back", "api-ingress", {
+        "podSelector": {"matchLabels": {"app": "api"}}, "ingress": [{"ports": [{"port": 8080}, {"port": 9090}]}]})
+        for o in world()]
+    new = tmp_path / "new.yaml"
+    new.write_text("\n---\n".join(json.dumps(o) for o in wider))
+    doc = json.loads(run("diff", old, str(new), "-o", "json").output)
+    web = {(s["client"], s["old"], s["new"], s["change"]) for s in doc["services"] if s["service"] == "back/api:web"}
+    assert ("front/client-0[Pod]", "partial 1/2", "allowed", "opens") in web
+    assert all(s["service"] == "back/api:web" for s in doc["services"])  # raw targets 8080 on all: unchanged
+    text = run("diff", old, str(new)).output
+    assert "opens back/api:web for front/client-0[Pod]" in text
+    assert json.loads(run("diff", old, old, "-o", "json").output)["services"] == []
+
+
+def node_obj(name: str, ip: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]}}
+
+
+OUTSIDE = [node_obj("node-a", "198.18.0.1"), node_obj("node-b", "198.18.0.2"),
+           service("back", "pub", [{"name": "web", "port": 80, "targetPort": "http", "nodePort": 30080}],
+                   {"app": "api"}, type="NodePort"),
+           policy("back", "from-outside", {"podSelector": {"matchLabels": {"app": "api"}},
+                                           "ingress": [{"from": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}]})]
+
+
+def test_from_outside_each_backend_sees_the_client_on_its_node_and_the_node_elsewhere(files):
+    docs = json.loads(run("check", "203.0.113.7", "back/service/pub", "--via", "nodeport", "-o", "json",
+                          "-f", files(world(*OUTSIDE))).output)
+    seen = {(d["node"], b["pod"]): (b["source"], b["allowed"]) for d in docs for b in d["backends"]}
+    # api-0 (node-a) admits TCP/8080 from anyone; api-1 (node-b) admits 9090 only from 203.0.113.0/24
+    assert seen == {("node-a", "back/api-0"): ("203.0.113.7", True), ("node-a", "back/api-1"): ("198.18.0.1", False),
+                    ("node-b", "back/api-0"): ("198.18.0.2", True), ("node-b", "back/api-1"): ("203.0.113.7", True)}
+    assert [d["address"] for d in docs] == ["198.18.0.1", "198.18.0.2"] and all(d["via"] == "nodeport" for d in docs)
+
+
+def test_from_outside_with_external_traffic_policy_local_keeps_the_client_and_the_node(files):
+    local = [o if o.get("kind") != "Service" or o["metadata"]["name"] != "pub" else
+             {**o, "spec": {**o["spec"], "externalTrafficPolicy": "Local"}} for o in OUTSIDE]
+    out = run("check", "203.0.113.7", "back/svc/pub", "--via", "nodeport", "--node", "node-b", "-f", files(world(*local)))
+    assert out.exit_code == 0, out.output
+    assert "back/api-1 (198.18.2.11) TCP/9090 from 203.0.113.7: ALLOWED" in out.output and "back/api-0" not in out.output
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["203.0.113.7", "back/service/api", "--via", "nodeport"], "has no nodePort"),
+    (["203.0.113.7", "back/service/pub", "--via", "tunnel"], "--via 'tunnel'"),
+    (["front/client-0", "back/service/pub", "--via", "nodeport"], "clients outside the cluster"),
+    (["203.0.113.7", "back/service/pub", "--via", "nodeport", "--node", "node-z"], "no such Node"),
+    (["203.0.113.7", "back/api-0", "--via", "nodeport"], "are for connections to a Service"),
+])
+def test_from_outside_refuses_what_cannot_be_answered(files, args, fragment):
+    out = run("check", *args, "-f", files(world(*OUTSIDE)))
+    assert out.exit_code == 2 and fragment in out.output, out.output
+
+
+def test_from_outside_without_node_objects_takes_node_and_node_ip(files):
+    objects = [o for o in world(*OUTSIDE) if o.get("kind") != "Node"]
+    assert "no Node objects" in run("check", "203.0.113.7", "back/service/pub", "--via", "nodeport",
+                                    "-f", files(objects)).output
+    out = run("check", "203.0.113.7", "back/service/pub", "--via", "nodeport", "--node", "node-a",
+              "--node-ip", "198.18.0.9", "-f", files(objects))
+    assert "from 198.18.0.9: DENIED" in out.output

@@ -20,7 +20,7 @@ from netpol.cli.common import (
     options,
     user_errors,
 )
-from netpol.cli.services import check_through, proxied, render, service_probes
+from netpol.cli.services import Outside, check_through, proxied, render, service_probes
 from netpol.errors import QueryError
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections, port_edges
@@ -85,7 +85,14 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
               "--protocol", help="TCP, UDP or SCTP (default TCP; without --port: any protocol).")] = None,
           output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
           filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
-          ipblock_pods: IpblockPods = "true") -> None:
+          ipblock_pods: IpblockPods = "true",
+          via: Annotated[str | None, typer.Option(
+              "--via", help="To a Service from outside the cluster: nodeport, loadbalancer or externalip.")] = None,
+          node: Annotated[list[str] | None, typer.Option(
+              "--node", help="--via: the node the connection enters on (repeatable; default: every Node).")] = None,
+          node_ip: Annotated[str | None, typer.Option(
+              "--node-ip", help="--via: that node's address, when the input has no Node object for it.")] = None,
+          ) -> None:
     """Can SRC reach DST on a port, and which policy and rule decided? Exit 0 allowed, 1 denied (or, to a
     Service, denied or allowed by only some backends)."""
     with user_errors():
@@ -97,8 +104,11 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
         cluster = load_input(filename, kubeconfig, context)
         s = endpoint(cluster, src)
         svc = find_service(cluster, dst)
+        outside = Outside(via, tuple(node or ()), node_ip) if via is not None else None
         if svc is not None:
-            return check_through(cluster, s, svc, dst, number, proto, output, opts)
+            return check_through(cluster, s, svc, dst, number, proto, output, opts, outside)
+        if outside is not None or node or node_ip:
+            raise QueryError("--via, --node and --node-ip are for connections to a Service (ns/service/name)")
         d = endpoint(cluster, dst)
         conns = None
         if number is None:  # every port: the verdict shown is at the first allowed port, if any

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import ConnSet
+from netpol.evaluate.service_access import Access, service_access
 from netpol.evaluate.workloads import Connectivity, External, conn_minus, connectivity, external_ranges
 from netpol.k8s.model import Cluster, Options
 
@@ -41,8 +42,35 @@ class Change:
 
 
 @dataclass(frozen=True)
+class ServiceChange:
+    """A client workload's access to a Service port, before and after."""
+
+    client: str
+    service: str  # ns/name:port
+    old: Access | None  # None: the Service port (or client) did not exist
+    new: Access | None
+
+    @property
+    def verb(self) -> str:
+        before, after = (a.reached if a else 0 for a in (self.old, self.new))
+        return "opens" if after > before else "closes" if after < before else "changes"
+
+    def text(self) -> str:
+        return f"{self.verb} {self.service} for {self.client}"
+
+    def to_json(self) -> dict:
+        return {"client": self.client, "service": self.service, "old": _word(self.old), "new": _word(self.new),
+                "change": self.verb}
+
+
+def _word(a: Access | None) -> str:
+    return a.word if a is not None else "absent"
+
+
+@dataclass(frozen=True)
 class Diff:
     changes: tuple[Change, ...]
+    services: tuple[ServiceChange, ...] = ()
 
     def count(self, kind: str) -> int:
         return sum(c.kind == kind for c in self.changes)
@@ -109,8 +137,17 @@ def _with_end(c: Change, side: int, name: str) -> Change:
 def diff(old: Cluster, new: Cluster, opts: Options = Options()) -> Diff:
     old_src, old_dst = external_ranges(old)
     new_src, new_dst = external_ranges(new)
-    return compare(connectivity(old, opts, src_cuts=new_src, dst_cuts=new_dst),
-                   connectivity(new, opts, src_cuts=old_src, dst_cuts=old_dst))
+    before = connectivity(old, opts, src_cuts=new_src, dst_cuts=new_dst)
+    after = connectivity(new, opts, src_cuts=old_src, dst_cuts=old_dst)
+    pods = compare(before, after)
+    return Diff(pods.changes, _service_changes(service_access(old, before), service_access(new, after)))
+
+
+def _service_changes(old: dict[tuple[str, str], Access], new: dict[tuple[str, str], Access]
+                     ) -> tuple[ServiceChange, ...]:
+    """Client and Service port pairs whose access changed (an added Service is a change too)."""
+    return tuple(ServiceChange(c, s, old.get((c, s)), new.get((c, s))) for c, s in sorted(old.keys() | new.keys())
+                 if _word(old.get((c, s))) != _word(new.get((c, s))))
 
 
 # ---- rendering ----
@@ -127,18 +164,22 @@ def _delta(c: Change) -> str:
 
 
 def render_text(d: Diff) -> str:
-    if not d.changes:
+    if not d.changes and not d.services:
         return "No connectivity changes."
     lines = [f"Connectivity changes: {d.summary()}" + ("; opens new connections" if d.opens else "")]
     for c in d.changes:
         conn = f"{c.old} -> {c.new}" if c.kind == "changed" else str(c.new if c.kind == "added" else c.old)
         lines.append(f"{c.kind:<8} {plain(c.src)} => {plain(c.dst)} : {conn}{_delta(c)}")
+    for sc in d.services:
+        lines.append(f"service  {plain(sc.client)} => {plain(sc.service)} : {_word(sc.old)} -> {_word(sc.new)}"
+                     f"  ({plain(sc.text())})")
     return inert("\n".join(lines))
 
 
 def render_json(d: Diff) -> str:
     summary = {k: d.count(k) for k in KINDS} | {"opens": d.opens}
-    return json.dumps({"summary": summary, "changes": [c.to_json() for c in d.changes]}, indent=1)
+    return json.dumps({"summary": summary, "changes": [c.to_json() for c in d.changes],
+                       "services": [sc.to_json() for sc in d.services]}, indent=1)
 
 
 _MD_MARK = {"added": "➕ added", "changed": "✏️ changed", "removed": "➖ removed"}
@@ -146,13 +187,18 @@ _MD_MARK = {"added": "➕ added", "changed": "✏️ changed", "removed": "➖ r
 
 def render_md(d: Diff) -> str:
     head = "### NetworkPolicy connectivity changes\n\n"
-    if not d.changes:
+    if not d.changes and not d.services:
         return head + "No connectivity changes."
     warn = " This change **opens new connections**." if d.opens else ""
     rows = [f"**{d.summary()}**.{warn}", "", "| | source | destination | before | after |", "|---|---|---|---|---|"]
     for c in d.changes:
         after = f"{c.new} {_delta(c).strip()}".strip()
         rows.append(f"| {_MD_MARK[c.kind]} | {md_code(c.src)} | {md_code(c.dst)} | {c.old} | {after} |")
+    if d.services:
+        rows += ["", "Through Services (after DNAT, per backend):", "", "| | client | Service port | before | after |",
+                 "|---|---|---|---|---|"]
+        rows += [f"| {sc.verb} | {md_code(sc.client)} | {md_code(sc.service)} | {_word(sc.old)} | {_word(sc.new)} |"
+                 for sc in d.services]
     return head + "\n".join(rows)
 
 

@@ -194,6 +194,8 @@ class ServiceVerdict:
     port: ServicePort
     results: tuple[BackendVerdict, ...]
     notes: tuple[str, ...]
+    via: str | None = None  # from outside: nodeport, loadbalancer or externalip
+    node: str | None = None  # the node the connection enters on
 
     @property
     def allowed_count(self) -> int:
@@ -216,8 +218,9 @@ class ServiceVerdict:
                 "backends": [{"pod": r.backend.pod.key if r.backend.pod else None, "address": str(r.backend.address),
                               "port": r.backend.port, "allowed": r.verdict.allowed,
                               "egress": r.verdict.contract()["egress"], "ingress": r.verdict.contract()["ingress"]}
+                             | ({"source": r.verdict.src} if self.via else {})
                              for r in self.results],
-                "notes": list(self.notes)}
+                "notes": list(self.notes)} | ({"via": self.via, "node": self.node} if self.via else {})
 
 
 def check_service(cluster: Cluster, src: Endpoint, svc: Service, sp: ServicePort, address: IPAddress | None,
@@ -232,3 +235,47 @@ def check_service(cluster: Cluster, src: Endpoint, svc: Service, sp: ServicePort
 
 def _primary(svc: Service) -> IPAddress | None:
     return svc.addresses[0] if svc.addresses else None
+
+
+VIAS = ("nodeport", "loadbalancer", "externalip")
+
+
+def entry_address(svc: Service, sp: ServicePort, via: str, node_ip: IPAddress | None) -> IPAddress | None:
+    """Where an outside client connects: the node's address (NodePort), or the Service's own."""
+    if via == "nodeport":
+        if sp.node_port is None:
+            raise QueryError(f"Service {svc.key} is {svc.type}: port {sp.label} has no nodePort")
+        return node_ip
+    found = svc.load_balancer_ips if via == "loadbalancer" else svc.external_ips
+    if via == "loadbalancer" and svc.type != "LoadBalancer":
+        raise QueryError(f"Service {svc.key} is {svc.type}, not LoadBalancer")
+    if via == "externalip" and not found:
+        raise QueryError(f"Service {svc.key} has no externalIPs")
+    return ipaddress.ip_address(found[0]) if found else None
+
+
+def check_external(cluster: Cluster, client: IPAddress, svc: Service, sp: ServicePort, via: str, node: str,
+                   node_ip: IPAddress, opts: Options = Options()) -> ServiceVerdict:
+    """A connection from outside entering on `node` (NodePort, load balancer, external IP), as each
+    backend's policy sees it before SNAT: from the client when the backend runs on that node or the
+    Service keeps traffic local (externalTrafficPolicy Local), else from the node's own address, as
+    kube-proxy masquerades it to forward it to another node."""
+    found = backends(cluster, svc, sp, client.version)
+    local_only = svc.external_traffic_policy == "Local"
+    notes = list(found.notes)
+    results = []
+    for b in found.backends:
+        here = b.pod is not None and b.pod.node_name == node
+        if local_only and not here:
+            continue
+        source = client if here or local_only else node_ip
+        v = decide(cluster, Endpoint(ip=source), b.endpoint, b.port, sp.protocol, opts)
+        results.append(BackendVerdict(b, v))
+    if local_only:
+        notes.append(f"externalTrafficPolicy Local: only endpoints on {node}, which see the client's address"
+                     + ("; there are none, so kube-proxy drops the connection" if not results else ""))
+    elif any(r.verdict.src != str(client) for r in results):
+        notes.append(f"endpoints on other nodes see {node}'s address {node_ip}: kube-proxy masquerades what it "
+                     "forwards (externalTrafficPolicy Cluster)")
+    return ServiceVerdict(str(client), svc, entry_address(svc, sp, via, node_ip), sp, tuple(results), tuple(notes),
+                          via, node)

@@ -24,7 +24,7 @@ from netpol.k8s.source import Path_, RawObject
 MODELS = {"NetworkPolicy": "V1NetworkPolicy", "Pod": "V1Pod", "Namespace": "V1Namespace", "Service": "V1Service",
           "Deployment": "V1Deployment", "StatefulSet": "V1StatefulSet", "DaemonSet": "V1DaemonSet",
           "ReplicaSet": "V1ReplicaSet", "ReplicationController": "V1ReplicationController", "Job": "V1Job",
-          "CronJob": "V1CronJob", "EndpointSlice": "V1EndpointSlice"}
+          "CronJob": "V1CronJob", "EndpointSlice": "V1EndpointSlice", "Node": "V1Node"}
 _CONTAINER = re.compile(r"(List|Dict)\[(?:str, )?(.+)\]")  # List[V1Container], Dict[str, str]
 
 

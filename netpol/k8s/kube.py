@@ -1,5 +1,5 @@
-"""Read Namespaces, Pods, NetworkPolicies, Services and EndpointSlices from a live cluster through the
-official client."""
+"""Read Namespaces, Pods, NetworkPolicies, Services, EndpointSlices and Nodes from a live cluster through
+the official client."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from netpol.k8s.source import RawObject, Source
 _LISTS = (("Namespace", "CoreV1Api", "list_namespace"), ("Pod", "CoreV1Api", "list_pod_for_all_namespaces"),
           ("NetworkPolicy", "NetworkingV1Api", "list_network_policy_for_all_namespaces"),
           ("Service", "CoreV1Api", "list_service_for_all_namespaces"),
-          ("EndpointSlice", "DiscoveryV1Api", "list_endpoint_slice_for_all_namespaces"))
+          ("EndpointSlice", "DiscoveryV1Api", "list_endpoint_slice_for_all_namespaces"),
+          ("Node", "CoreV1Api", "list_node"))
 
 
 def api_client(kubeconfig: str | None, context: str | None):

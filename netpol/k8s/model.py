@@ -344,12 +344,28 @@ class EndpointSlice(Frozen):
     source: Source | None = None
 
 
+class Node(Frozen):
+    name: str
+    labels: Labels = Labels()
+    addresses: tuple[tuple[str, str], ...] = ()  # (type, address): InternalIP, ExternalIP, Hostname, ...
+    source: Source | None = None
+
+    def ip(self, version: int | None = None) -> IPAddress | None:
+        """The node's first InternalIP (else ExternalIP) of a family: where it sends from to pods."""
+        for kind in ("InternalIP", "ExternalIP"):
+            for k, text in self.addresses:
+                if k == kind and (version is None or ipaddress.ip_address(text).version == version):
+                    return ipaddress.ip_address(text)
+        return None
+
+
 class Cluster(Frozen):
     namespaces: dict[str, Namespace]
     pods: tuple[Pod, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
     services: tuple[Service, ...] = ()
     endpoint_slices: tuple[EndpointSlice, ...] = ()
+    nodes: tuple[Node, ...] = ()
     # objects of kinds that change connectivity but that netpol does not evaluate: (kind, count)
     ignored: tuple[tuple[str, int], ...] = ()
 

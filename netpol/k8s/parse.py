@@ -19,6 +19,7 @@ from netpol.k8s.model import (
     LabelSelector,
     Namespace,
     NetworkPolicy,
+    Node,
     Peer,
     Pod,
     PolicyPort,
@@ -26,7 +27,7 @@ from netpol.k8s.model import (
     Rule,
     Service,
 )
-from netpol.k8s.services import endpoint_slice, service
+from netpol.k8s.services import endpoint_slice, node, service
 from netpol.k8s.source import Path_, RawObject
 
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -233,7 +234,8 @@ def _one_owner_per_address(pods: list[Pod], claims: dict[IPAddress, list[tuple[P
             if id(p) in losers else p for p in pods]
 
 
-MODELLED = ("Namespace", "Pod", "NetworkPolicy", "Service", "EndpointSlice", *WORKLOAD_KINDS)
+CLUSTER_SCOPED = ("Namespace", "Node")
+MODELLED = ("Namespace", "Pod", "NetworkPolicy", "Service", "EndpointSlice", "Node", *WORKLOAD_KINDS)
 
 
 def build_cluster(raws: Iterable[RawObject]) -> Cluster:
@@ -249,6 +251,7 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     policies: list[NetworkPolicy] = []
     services: list[Service] = []
     slices: list[EndpointSlice] = []
+    nodes: list[Node] = []
     seen: dict[tuple[str, str, str], RawObject] = {}
     skipped: list[RawObject] = []
     for raw in raws:
@@ -260,7 +263,7 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
             continue
         fields.check(raw)  # typos first: a misspelt field changes what a policy means
         at = At(raw)
-        ident = (kind, "" if kind == "Namespace" else at.get(("metadata", "namespace"), str) or "default",
+        ident = (kind, "" if kind in CLUSTER_SCOPED else at.get(("metadata", "namespace"), str) or "default",
                  at.get(("metadata", "name"), str) or "")
         if ident in seen:
             first = seen[ident].source
@@ -281,6 +284,8 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
             services.append(service(raw))
         elif kind == "EndpointSlice":
             slices.append(endpoint_slice(raw))
+        elif kind == "Node":
+            nodes.append(node(raw))
         else:
             pods.append(workload(raw))
     pods = _one_owner_per_address(pods, claims)
@@ -289,4 +294,4 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
         namespaces.setdefault(name, Namespace(name=name, labels={NS_NAME_LABEL: name}))
     return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),
                    ignored=ignored.summary(skipped),
-                   services=tuple(services), endpoint_slices=tuple(slices))
+                   services=tuple(services), endpoint_slices=tuple(slices), nodes=tuple(nodes))

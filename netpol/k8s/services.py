@@ -1,12 +1,12 @@
-"""Service and EndpointSlice (discovery.k8s.io/v1) objects -> models, validated as the API server does."""
+"""Service, EndpointSlice (discovery.k8s.io/v1) and Node objects -> models, validated as the API server does."""
 
 from __future__ import annotations
 
 import ipaddress
 
 from netpol.k8s import names
-from netpol.k8s.cursor import At, meta, port_value, protocol
-from netpol.k8s.model import EndpointAddress, EndpointPort, EndpointSlice, Service, ServicePort
+from netpol.k8s.cursor import At, meta, object_name, port_value, protocol
+from netpol.k8s.model import EndpointAddress, EndpointPort, EndpointSlice, Node, Service, ServicePort
 from netpol.k8s.source import Path_, RawObject
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -159,3 +159,18 @@ def endpoint_slice(raw: RawObject) -> EndpointSlice:
         endpoints=tuple(_endpoint(at, ("endpoints", i), version, namespace) for i in _indexes(at, ("endpoints",))),
         ports=tuple(_endpoint_port(at, ("ports", i)) for i in _indexes(at, ("ports",))),
         source=raw.source)
+
+
+NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS")
+
+
+def node(raw: RawObject) -> Node:
+    at = At(raw)
+    name = object_name(at, "Node")
+    addresses = []
+    for i in _indexes(at, ("status", "addresses")):
+        path = ("status", "addresses", i)
+        kind = _choice(at, path + ("type",), NODE_ADDRESS_TYPES, "")
+        text = _ip(at, path + ("address",)) if kind.endswith("IP") else at.get(path + ("address",), str, "")
+        addresses.append((kind, text))
+    return Node(name=name, labels=at.labels(("metadata", "labels")), addresses=tuple(addresses), source=raw.source)

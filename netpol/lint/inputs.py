@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from netpol.errors import InputError
 from netpol.k8s.load import _files, parse_text, read_file, read_text, stdin
 from netpol.k8s.model import Cluster, NetworkPolicy, Pod
-from netpol.k8s.parse import build_cluster
+from netpol.k8s.parse import CLUSTER_SCOPED, build_cluster
 from netpol.k8s.source import RawObject
 from netpol.lint.registry import Location
 
@@ -30,7 +30,7 @@ class Input:
         self._by_ident = {_ident(r): r for r in self.raws}
 
     def raw_of(self, kind: str, namespace: str, name: str) -> RawObject | None:
-        return self._by_ident.get((kind, namespace if kind != "Namespace" else "", name))
+        return self._by_ident.get((kind, namespace if kind not in CLUSTER_SCOPED else "", name))
 
     def policy_raw(self, policy: NetworkPolicy) -> RawObject | None:
         return self.raw_of("NetworkPolicy", policy.namespace, policy.name)
@@ -42,7 +42,7 @@ class Input:
 def _ident(raw: RawObject) -> tuple[str, str, str]:
     meta = raw.data.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
-    ns = "" if raw.kind == "Namespace" else str(meta.get("namespace") or "default")
+    ns = "" if raw.kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
     return raw.kind, ns, str(meta.get("name") or "")
 
 
