@@ -367,3 +367,30 @@ def test_pod_churn_is_sent_as_elements_and_survives_edits_between_batches(lab, c
     expect(lab, {(1, 0): True, (3, 0): False})
     last = [r for r in run.reports if r.result is not None][-1]
     assert last.result.kind == "elements" and not last.result.fast
+
+
+def test_a_watch_event_that_tightens_a_policy_cuts_the_open_connection(lab, cluster, start):
+    """The change arrives as a watch event; within a second of it the open connection carries
+    nothing either way, the metric counts it, and a connection the new policy allows keeps going."""
+    from support.flows import Conn, Echo
+    port = 7000  # not served by the lab: the echo of the test
+    echo = Echo(lab.hosts["h0"], ip(0), port, port + 1)
+    try:
+        cluster.pod("b", "friend", 3, app="client")
+        cluster.namespace("b", team="friends")
+        cluster.policy("a", "web", {"podSelector": {"matchLabels": {"app": "web"}},
+                                    "ingress": [{"from": [CLIENTS, FRIENDS], "ports": [{"port": port}]}]})
+        run = start()
+        mine = Conn(lab, "h1", ip(1), ip(0), port)
+        theirs = Conn(lab, "h3", ip(3), ip(0), port)
+        assert mine.echoes() and theirs.echoes()
+        change = cluster.policy("a", "web", {"podSelector": {"matchLabels": {"app": "web"}},
+                                             "ingress": [{"from": [FRIENDS], "ports": [{"port": port}]}]})
+        run.applied(change)
+        time.sleep(1.0)
+        assert not mine.echoes(0.5) and theirs.echoes()
+        counted = [line for line in run.metrics().splitlines()
+                   if line.startswith('netpol_agent_revoked_connections_total{direction="ingress"}')]
+        assert counted and float(counted[0].split()[-1]) >= 1  # earlier tests' flows may be cut too
+    finally:
+        echo.close()

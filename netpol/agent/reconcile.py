@@ -27,6 +27,7 @@ from netpol.nft.apply import ApplyResult, Enforcer
 from netpol.nft.ruleset import Ruleset
 
 log = logging.getLogger("netpol.agent")
+REVOKE_GAP = 0.5  # seconds between two conntrack passes
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def _settle_memory() -> None:
 
 class Reconciler:
     def __init__(self, enforcer: Enforcer, build: Build, metrics: Metrics, *, debounce: float = 0.1,
-                 resync_period: float = 60.0, on_batch: Callable[[BatchReport], None] | None = None) -> None:
+                 resync_period: float = 60.0, on_batch: Callable[[BatchReport], None] | None = None,
+                 revoke: Callable[[Snapshot], None] | None = None) -> None:
         self.store = Store()
         self.ready = threading.Event()
         self.last: Ruleset | None = None
@@ -86,6 +88,10 @@ class Reconciler:
         self._next_resync = time.monotonic() + resync_period
         self._backoff = Backoff(base=0.5, cap=30.0)
         self._rng = random.Random()
+        self._revoke = revoke  # cuts established flows the applied rules no longer allow
+        self._revoke_at: float | None = None  # when the next cut is due (None: not due)
+        self._revoked_last = -REVOKE_GAP
+        self._snapshot: Snapshot | None = None  # the one last applied
         self.alive = False
 
     def submit(self, ev: Event) -> None:
@@ -111,11 +117,24 @@ class Reconciler:
                     self._sync(batch)
                 if now >= self._next_resync:
                     self._resync()
+                self._maybe_revoke()
         finally:
             self.alive = False
 
     def _next_deadline(self) -> float:
-        return min(t for t in (self._next_resync, self._retry_at) if t is not None)
+        return min(t for t in (self._next_resync, self._retry_at, self._revoke_at) if t is not None)
+
+    def _maybe_revoke(self) -> None:
+        """Cut what the rules in force deny, at most every REVOKE_GAP seconds (a burst of batches
+        costs one conntrack pass at its end, within a second of the change)."""
+        now = time.monotonic()
+        if self._revoke is None or self._snapshot is None or self._revoke_at is None or now < self._revoke_at:
+            return
+        self._revoke_at, self._revoked_last = None, now
+        try:
+            self._revoke(self._snapshot)
+        except Exception as exc:  # noqa: BLE001  (conntrack unreadable: the rules still hold new flows)
+            log.error("cannot cut established connections", extra={"fields": {"error": short_error(exc)}})
 
     def _collect(self, wait: float) -> list[tuple[float, Event]]:
         try:
@@ -167,6 +186,9 @@ class Reconciler:
             done = time.monotonic()
             stages["apply"] = (done - applying) * 1000
             self._succeeded(snap, built, result, done - start, stages)
+            self._snapshot = snap
+            if result.kind != "none" or self._revoked_last < 0:
+                self._revoke_at = max(done, self._revoked_last + REVOKE_GAP)
             if built.compiled == "full":
                 _settle_memory()
         if self._on_batch is not None:
@@ -220,6 +242,7 @@ class Reconciler:
 
     def _resync(self) -> None:
         self._next_resync = time.monotonic() + self._resync_period
+        self._revoke_at = self._revoke_at or time.monotonic()  # labels may change what no event showed
         if self.last is None or self._retry_at is not None:
             return
         try:

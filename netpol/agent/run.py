@@ -21,11 +21,13 @@ from netpol.agent.failmode import FailMode, bootstrap_ruleset, parse_cidrs
 from netpol.agent.logs import LogFormat, configure, unconfigure
 from netpol.agent.metrics import Metrics, StatusServer
 from netpol.agent.reconcile import BatchReport, Build, Reconciler
+from netpol.agent.revoking import Revoker
 from netpol.agent.source import Backoff, Watcher, short_error
 from netpol.agent.store import KINDS
 from netpol.errors import NetpolError
 from netpol.k8s.model import Options
 from netpol.nft.apply import Enforcer
+from netpol.nft.revoke import ESTABLISHED
 
 log = logging.getLogger("netpol.agent")
 DEFAULT_TABLE = "netpol"
@@ -49,6 +51,7 @@ class AgentConfig:
     log_level: str = "INFO"
     log_denied: bool = False
     audit: bool = False
+    established: str = "revoke"  # or keep: see netpol.nft.revoke
     options: Options = field(default_factory=Options)
     watch_timeout: int = 300  # seconds a watch lasts before it is renewed (randomised x1-2)
     watch_backoff: Backoff = Backoff()
@@ -61,6 +64,8 @@ class AgentConfig:
             raise NetpolError(f"--debounce {self.debounce}: expected 0 to 60 seconds")
         if self.resync_period <= 0:
             raise NetpolError(f"--resync-period {self.resync_period}: expected a positive number of seconds")
+        if self.established not in ESTABLISHED:
+            raise NetpolError(f"--established {self.established!r}: expected revoke or keep")
         if self.fail_mode not in ("closed", "open"):
             raise NetpolError(f"--fail-mode {self.fail_mode!r}: expected closed or open")
         if self.log_format not in ("json", "text"):
@@ -102,8 +107,10 @@ class Agent:
         make_client = self._make_client or _client_factory(cfg)
         make_client()  # bad kubeconfig: a typed error now, not a retry loop later
         enforcer = self.enforcer = self.enforcer or Enforcer(cfg.netns)
+        revoke = Revoker(cfg, self.metrics) if cfg.established == "revoke" else None
         reconciler = self.reconciler = Reconciler(enforcer, build, self.metrics, debounce=cfg.debounce,
-                                                  resync_period=cfg.resync_period, on_batch=self._on_batch)
+                                                  resync_period=cfg.resync_period, on_batch=self._on_batch,
+                                                  revoke=revoke)
         self.metrics.add_rule_counters(lambda: enforcer.counters(cfg.table))
         if cfg.metrics_addr is not None:
             self.server = StatusServer(cfg.metrics_addr, self.metrics, ready=self.ready,

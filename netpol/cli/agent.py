@@ -59,7 +59,7 @@ class WatchOptions:
 
 
 def watch(w: WatchOptions, *, node: str | None, netns: str | None, table: str, kubeconfig: str | None,
-          context: str | None, ipblock_pods: str) -> None:
+          context: str | None, ipblock_pods: str, established: str = "revoke") -> None:
     """Keep this node's table in step with the cluster, until SIGTERM."""
     from netpol.agent import AgentConfig, run
     with user_errors():
@@ -70,12 +70,13 @@ def watch(w: WatchOptions, *, node: str | None, netns: str | None, table: str, k
                           debounce=w.debounce, resync_period=w.resync_period, fail_mode=w.fail_mode,  # type: ignore[arg-type]
                           pod_cidrs=cidrs, cleanup_on_exit=w.cleanup_on_exit, metrics_addr=w.metrics_addr,
                           log_format=w.log_format, log_level=w.log_level,  # type: ignore[arg-type]
-                          log_denied=w.log_denied, audit=w.audit, options=options(ipblock_pods)).check()
+                          log_denied=w.log_denied, audit=w.audit, established=established,
+                          options=options(ipblock_pods)).check()
         code = run(cfg)
     raise typer.Exit(code)
 
 
-ONCE_ONLY = ("filename", "dry_run", "delete")
+ONCE_ONLY = ("filename", "dry_run", "delete", "output")
 
 
 def alias_with_watch(enforce: Callable[..., Any]) -> Callable[..., Any]:

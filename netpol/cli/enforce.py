@@ -17,8 +17,11 @@ import typer
 from netpol.cli import agent, app
 from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, load_input, options, user_errors
 from netpol.errors import NetpolError
+from netpol.escape import inert, plain
+from netpol.k8s.model import Cluster
 from netpol.nft.plan import Plan, compile_plan
 from netpol.nft.render import TABLE_NAME, render, to_json
+from netpol.nft.revoke import ESTABLISHED
 from netpol.nft.ruleset import Ruleset
 
 Node = Annotated[str | None, typer.Option(
@@ -36,8 +39,14 @@ def _table(name: str) -> str:
 
 def _plan(filename: list[str] | None, kubeconfig: str | None, context: str | None, node: str | None,
           ipblock_pods: str) -> Plan:
+    return _compiled(filename, kubeconfig, context, node, ipblock_pods)[1]
+
+
+def _compiled(filename: list[str] | None, kubeconfig: str | None, context: str | None, node: str | None,
+              ipblock_pods: str) -> tuple[Cluster, Plan]:
     opts = options(ipblock_pods)
-    return compile_plan(load_input(filename, kubeconfig, context), node, opts)
+    cluster = load_input(filename, kubeconfig, context)
+    return cluster, compile_plan(cluster, node, opts)
 
 
 @contextlib.contextmanager
@@ -86,7 +95,11 @@ def enforce(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: 
             fail_mode: agent.FailMode = "closed", pod_cidr: agent.PodCidr = None,
             cleanup_on_exit: agent.CleanupOnExit = False, metrics_addr: agent.MetricsAddr = None,
             log_format: agent.LogFormat = "text", log_level: agent.LogLevel = "info",
-            log_denied: agent.LogDenied = False, audit: agent.Audit = False) -> None:
+            log_denied: agent.LogDenied = False, audit: agent.Audit = False,
+            established: Annotated[str, typer.Option(
+                "--established", help="revoke: cut established connections the policies no longer allow (marked "
+                                      "in conntrack, dropped both ways); keep: let them run.")] = "revoke",
+            output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text") -> None:
     """Apply the policies to this kernel once, in one nftables transaction; with --watch, keep doing so."""
     w = agent.WatchOptions(debounce, resync_period, fail_mode, tuple(pod_cidr or ()), cleanup_on_exit, metrics_addr,
                            log_format, log_level, log_denied, audit)
@@ -98,30 +111,54 @@ def enforce(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: 
                               "not with -f/--filename, --dry-run or --delete")
     if watch:
         return agent.watch(w, node=node, netns=netns, table=table, kubeconfig=kubeconfig, context=context,
-                           ipblock_pods=ipblock_pods)
+                           ipblock_pods=ipblock_pods, established=established)
     with user_errors():
         name = _table(table)
         where = f" in netns {netns}" if netns else ""
+        if established not in ESTABLISHED:
+            raise NetpolError(f"--established {established!r}: expected revoke or keep")
+        if output not in ("text", "json"):
+            raise NetpolError(f"-o {output!r}: expected text or json")
         if delete:
             with _kernel_errors():
                 from netpol.nft.apply import Enforcer
                 gone = Enforcer(netns).delete(name)
             typer.echo(f"inet {name}{where}: {'deleted' if gone else 'not present'}")
             return
-        plan = _plan(filename, kubeconfig, context, node, ipblock_pods)
+        cluster, plan = _compiled(filename, kubeconfig, context, node, ipblock_pods)
         rs = render(plan, name)
         with _kernel_errors():
             from netpol.nft.apply import Enforcer
+            from netpol.nft.revoke import revoke
             enforcer = Enforcer(netns)
             if dry_run:
-                typer.echo(f"{summary(plan, rs)}\n{enforcer.plan(rs)}")
-                return
+                changes = str(enforcer.plan(rs))
+                cuts = revoke(netns, cluster, node, options(ipblock_pods), dry_run=True)
+                return _report(name, where, plan, rs, changes, cuts, output, dry=True)
             start = time.monotonic()
             result = enforcer.apply(rs)
             ms = (time.monotonic() - start) * 1000
+            cuts = revoke(netns, cluster, node, options(ipblock_pods)) if established == "revoke" else []
     change = {"none": "no change", "elements": f"elements +{result.added} -{result.removed}",
               "full": "table replaced"}[result.kind]
-    typer.echo(f"enforced inet {name}{where}: {summary(plan, rs)}; {change} in {ms:.0f} ms")
+    _report(name, where, plan, rs, f"{change} in {ms:.0f} ms", cuts, output, dry=False)
+
+
+def _report(name: str, where: str, plan: Plan, rs: Ruleset, change: str, cuts: list, output: str, dry: bool) -> None:
+    """What enforce did (or would do), and the established connections it cut (or would cut)."""
+    if output == "json":
+        typer.echo(json.dumps({"table": name, "dry_run": dry, "pods": len(plan.pods), "isolated": len(plan.enforced),
+                               "policies": len(plan.policies), "change": change,
+                               "would_cut" if dry else "cut": [c.to_json() for c in cuts]}, indent=1))
+        return
+    verb = "would cut" if dry else "cut"
+    head = f"{summary(plan, rs)}\n{change}" if dry else f"enforced inet {name}{where}: {summary(plan, rs)}; {change}"
+    lines = [head, f"{verb} {len(cuts)} established connection{'s' if len(cuts) != 1 else ''}"
+             + (":" if cuts else "")]
+    lines += [f"  {inert(plain(str(c)))}" for c in cuts[:50]]
+    if len(cuts) > 50:
+        lines.append(f"  ... and {len(cuts) - 50} more (-o json lists them all)")
+    typer.echo("\n".join(lines))
 
 
 app.command()(enforce)

@@ -32,7 +32,7 @@ NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x400
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLA_F_NESTED = 0x8000
 NFNL_SUBSYS_NFTABLES = 10
@@ -58,21 +58,21 @@ _ATTR = struct.Struct("=HH")
 
 # ---- encoding ---------------------------------------------------------------
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def attr(kind: int, payload: bytes) -> bytes:
     size = _ATTR.size + len(payload)
     return _ATTR.pack(size, kind) + payload + b"\0" * (-size % 4)
 
 
-def _nest(kind: int, *parts: bytes) -> bytes:
-    return _attr(kind | NLA_F_NESTED, b"".join(parts))
+def nest(kind: int, *parts: bytes) -> bytes:
+    return attr(kind | NLA_F_NESTED, b"".join(parts))
 
 
 def _string(kind: int, text: str) -> bytes:
-    return _attr(kind, text.encode() + b"\0")
+    return attr(kind, text.encode() + b"\0")
 
 
-def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, struct.pack(">I", value & 0xFFFFFFFF))
+def u32(kind: int, value: int) -> bytes:
+    return attr(kind, struct.pack(">I", value & 0xFFFFFFFF))
 
 
 def check_shape(shape: SetShape) -> None:
@@ -101,14 +101,14 @@ class Wire:
     verdict: tuple[int, str | None] | None = None
 
     def encode(self) -> bytes:
-        parts = [_nest(ELEM_KEY, _attr(DATA_VALUE, self.key))]
+        parts = [nest(ELEM_KEY, attr(DATA_VALUE, self.key))]
         if self.flags:
-            parts.append(_u32(ELEM_FLAGS, self.flags))
+            parts.append(u32(ELEM_FLAGS, self.flags))
         if self.verdict is not None:
             code, chain = self.verdict
-            inner = _u32(VERDICT_CODE, code) + (_string(VERDICT_CHAIN, chain) if chain else b"")
-            parts.append(_nest(ELEM_DATA, _nest(DATA_VERDICT, inner)))
-        return _nest(LIST_ELEM, *parts)
+            inner = u32(VERDICT_CODE, code) + (_string(VERDICT_CHAIN, chain) if chain else b"")
+            parts.append(nest(ELEM_DATA, nest(DATA_VERDICT, inner)))
+        return nest(LIST_ELEM, *parts)
 
 
 def _verdict(text: str) -> tuple[int, str | None]:
@@ -146,7 +146,7 @@ def zero_end(shape: SetShape) -> Wire:
 
 # ---- decoding ---------------------------------------------------------------
 
-def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
+def attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
     i = 0
     while i + _ATTR.size <= len(data):
         size, kind = _ATTR.unpack_from(data, i)
@@ -156,18 +156,18 @@ def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
         i += (size + 3) & ~3
 
 
-def _first(data: bytes, kind: int) -> bytes | None:
-    return next((v for k, v in _attrs(data) if k == kind), None)
+def first_attr(data: bytes, kind: int) -> bytes | None:
+    return next((v for k, v in attrs(data) if k == kind), None)
 
 
 def _decode_elem(data: bytes) -> Wire:
-    key = _first(_first(data, ELEM_KEY) or b"", DATA_VALUE) or b""
-    flags = _first(data, ELEM_FLAGS)
+    key = first_attr(first_attr(data, ELEM_KEY) or b"", DATA_VALUE) or b""
+    flags = first_attr(data, ELEM_FLAGS)
     verdict = None
-    nested = _first(_first(data, ELEM_DATA) or b"", DATA_VERDICT)
+    nested = first_attr(first_attr(data, ELEM_DATA) or b"", DATA_VERDICT)
     if nested is not None:
-        code = struct.unpack(">i", _first(nested, VERDICT_CODE) or b"\0\0\0\0")[0]
-        chain = _first(nested, VERDICT_CHAIN)
+        code = struct.unpack(">i", first_attr(nested, VERDICT_CODE) or b"\0\0\0\0")[0]
+        chain = first_attr(nested, VERDICT_CHAIN)
         verdict = (code, chain.rstrip(b"\0").decode() if chain else None)
     return Wire(key, struct.unpack(">I", flags)[0] if flags else 0, verdict)
 
@@ -231,13 +231,48 @@ class Channel:
                 i += (size + 3) & ~3
         return out
 
+    def ask(self, requests: Sequence[tuple[int, int, int, bytes]]) -> list[int]:
+        """Send (type, flags, family, attrs) requests in one write; each one's error code (0: done)."""
+        seqs, parts = [], []
+        for kind, flags, family, body in requests:
+            seq, msg = self._message(kind, flags | NLM_F_REQUEST | NLM_F_ACK, family, body)
+            seqs.append(seq)
+            parts.append(msg)
+        if not seqs:
+            return []
+        self._sock.send(b"".join(parts))
+        replies = self._replies(set(seqs))
+        return [_errno(replies[s][1]) if replies[s][0] == NLMSG_ERROR else 0 for s in seqs]
+
+    def dump(self, kind: int, family: int, body: bytes = b"") -> Iterator[bytes]:
+        """The payloads (after the nfgenmsg header) of a dump request's answer, as they arrive."""
+        seq, msg = self._message(kind, NLM_F_REQUEST | NLM_F_DUMP, family, body)
+        self._sock.send(msg)
+        while True:
+            try:
+                data = self._sock.recv(1 << 20)
+            except OSError as e:
+                raise NetlinkError(errno.ETIMEDOUT, f"nfnetlink dump: {e}") from None
+            i = 0
+            while i + _HEADER.size <= len(data):
+                size, got, _, got_seq, _ = _HEADER.unpack_from(data, i)
+                payload = data[i + _HEADER.size:i + size]
+                i += (size + 3) & ~3
+                if got_seq != seq:
+                    continue
+                if got == NLMSG_DONE:
+                    return
+                _raise_error(got, payload)
+                if got != NLMSG_ERROR:
+                    yield payload[4:]
+
     def genid(self) -> int:
         """The ruleset generation: it changes with every transaction committed in this netns."""
         seq, msg = self._message((NFNL_SUBSYS_NFTABLES << 8) | GETGEN, NLM_F_REQUEST, socket.AF_UNSPEC, b"")
         self._sock.send(msg)
         kind, payload = self._replies({seq})[seq]
         _raise_error(kind, payload)
-        value = _first(payload[4:], GEN_ID)
+        value = first_attr(payload[4:], GEN_ID)
         if value is None:
             raise NetlinkError(errno.EPROTO, "nfnetlink: no generation in the answer")
         return struct.unpack(">I", value)[0]
@@ -246,7 +281,7 @@ class Channel:
         """Deletions then additions, one batch: the kernel commits all of it or none. With genid,
         the kernel refuses the batch (ERESTART) if the ruleset changed since that generation."""
         changes = list(changes)
-        head = _u32(BATCH_GENID, genid) if genid is not None else b""
+        head = u32(BATCH_GENID, genid) if genid is not None else b""
         begin, msg = self._message(BATCH_BEGIN, NLM_F_REQUEST, socket.AF_UNSPEC, head, NFNL_SUBSYS_NFTABLES)
         seqs, parts = [], [msg]
         for verb, pick in ((DELSETELEM, lambda c: c.delete), (NEWSETELEM, lambda c: c.add)):
@@ -255,7 +290,7 @@ class Channel:
                 items = pick(c)
                 for i in range(0, len(items), _PER_MESSAGE):
                     elems = b"".join(w.encode() for w in items[i:i + _PER_MESSAGE])
-                    attrs = _string(LIST_TABLE, table) + _string(LIST_SET, c.name) + _nest(LIST_ELEMENTS, elems)
+                    attrs = _string(LIST_TABLE, table) + _string(LIST_SET, c.name) + nest(LIST_ELEMENTS, elems)
                     seq, msg = self._message((NFNL_SUBSYS_NFTABLES << 8) | verb, flags, NFPROTO_INET, attrs)
                     seqs.append(seq)
                     parts.append(msg)
@@ -272,9 +307,9 @@ class Channel:
         """Read elements back by key (an interval set answers with the range holding the key)."""
         seqs, parts = [], []
         for name, wire in requests:
-            elem = _nest(LIST_ELEM, _nest(ELEM_KEY, _attr(DATA_VALUE, wire.key)),
-                         *([_u32(ELEM_FLAGS, wire.flags)] if wire.flags else []))
-            attrs = _string(LIST_TABLE, table) + _string(LIST_SET, name) + _nest(LIST_ELEMENTS, elem)
+            elem = nest(LIST_ELEM, nest(ELEM_KEY, attr(DATA_VALUE, wire.key)),
+                         *([u32(ELEM_FLAGS, wire.flags)] if wire.flags else []))
+            attrs = _string(LIST_TABLE, table) + _string(LIST_SET, name) + nest(LIST_ELEMENTS, elem)
             seq, msg = self._message((NFNL_SUBSYS_NFTABLES << 8) | GETSETELEM, NLM_F_REQUEST, NFPROTO_INET, attrs)
             seqs.append(seq)
             parts.append(msg)
@@ -289,8 +324,8 @@ class Channel:
                 out.append(None)
                 continue
             _raise_error(kind, payload)
-            listed = _first(payload[4:], LIST_ELEMENTS)
-            found = _first(listed or b"", LIST_ELEM)
+            listed = first_attr(payload[4:], LIST_ELEMENTS)
+            found = first_attr(listed or b"", LIST_ELEM)
             out.append(_decode_elem(found) if found is not None else None)
         return out
 

@@ -52,6 +52,7 @@ CHUNK = 12  # policies one walk passes by goto: with the dispatch jump and the f
 POINTS = 64  # peer address runs up to this long are kept as single addresses in a hash set
 DENY_ACTIONS = ("drop", "log", "audit")
 LOG_RATE = (10, 20)  # per second, burst: deny logging per namespace and direction
+REVOKE_MARK = 0x10000000  # conntrack mark bit of connections the policies stopped allowing (nft/revoke.py)
 
 
 # ---- expressions ----------------------------------------------------------
@@ -447,10 +448,17 @@ def _walk_end(pol: PolicyPlan, d: Direction, v: int) -> tuple[NftRule, NftRule]:
 
 # ---- base and default-deny chains -----------------------------------------
 
+REVOKED = Expr(f"ct mark & {REVOKE_MARK:#x} == {REVOKE_MARK:#x}",
+               {"match": {"op": "==", "left": {"&": [{"ct": {"key": "mark"}}, REVOKE_MARK]}, "right": REVOKE_MARK}})
+
+
 def _guard(first: bool) -> list[NftRule]:
-    """The second base chain needs no invalid rule: the first one dropped those packets."""
+    """Connections the policies stopped allowing (marked in conntrack by `revoke`) are dropped both
+    ways before replies are accepted. The second base chain needs no invalid rule: the first one
+    dropped those packets."""
     invalid = [NftRule((_ct_state("invalid"), COUNTER, _verdict("drop")), RuleId(rule="invalid"))] if first else []
-    return [NftRule((_ct_state("established", "related"), COUNTER, _verdict("accept")), RuleId(rule="replies")),
+    return [NftRule((REVOKED, COUNTER, _verdict("drop")), RuleId(rule="revoked")),
+            NftRule((_ct_state("established", "related"), COUNTER, _verdict("accept")), RuleId(rule="replies")),
             *invalid, NftRule((ND, COUNTER, _verdict("accept")), RuleId(rule="ipv6 neighbour discovery"))]
 
 

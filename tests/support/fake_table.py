@@ -76,8 +76,8 @@ class Walk:
 
     def _match(self, m: dict, pkt: dict) -> bool:
         left, right = m["left"], m["right"]
-        if "ct" in left:
-            return False  # a new, valid connection
+        if "ct" in left or "&" in left:
+            return False  # a new, valid connection (no conntrack mark)
         if "fib" in left:
             return bool(pkt.get("local"))  # sent by the node itself
         if left.get("payload", {}).get("protocol") == "icmpv6":
