@@ -394,3 +394,21 @@ def test_a_watch_event_that_tightens_a_policy_cuts_the_open_connection(lab, clus
         assert counted and float(counted[0].split()[-1]) >= 1  # earlier tests' flows may be cut too
     finally:
         echo.close()
+
+
+def test_a_pod_the_api_has_not_shown_yet_is_held_back_until_programmed(lab, cluster, start):
+    """h3's address is in the node's pod CIDR, but no pod of the API holds it yet: it can neither send
+    nor be reached. Once the pod appears, exactly what the policies allow passes."""
+    cluster.web_only_from(CLIENTS)
+    start(pod_cidrs=("198.18.0.0/24",))
+    expect(lab, {(3, 2): False, (2, 3): False, (3, 0): False, (1, 0): True, (2, 0): False})
+    cluster.pod("b", "late", 3, app="client")  # b's client pods are no peer of a/web
+    expect(lab, {(3, 2): True, (2, 3): True, (3, 0): False, (1, 0): True})
+
+
+def test_the_agent_reads_its_nodes_pod_cidrs(lab, cluster, start):
+    cluster.web_only_from(CLIENTS)
+    cluster.stub.apply({"kind": "Node", "metadata": {"name": "node1"}, "spec": {"podCIDRs": ["198.18.0.0/24"]}})
+    run = start(node="node1")
+    assert run.agent.cfg.pod_cidrs == ("198.18.0.0/24",)
+    expect(lab, {(4, 1): False, (1, 4): False, (1, 0): True})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 
+from netpol.agent.failmode import parse_cidrs
 from netpol.agent.reconcile import Built
 from netpol.agent.store import Snapshot
 from netpol.nft.plan import Plan, compile_plan
@@ -41,7 +42,7 @@ class Pipeline:
         if plan is not None and snap.changes is not None and snap.since == self._version:
             plan, how = update_plan(plan, snap.cluster, snap.changes, cfg.node, cfg.options), "update"
         else:
-            plan, how = compile_plan(snap.cluster, cfg.node, cfg.options), "full"
+            plan, how = compile_plan(snap.cluster, cfg.node, cfg.options, parse_cidrs(cfg.pod_cidrs)), "full"
         self._plan, self._version = plan, snap.version
         t1 = time.perf_counter()
         # render compares with what was applied: equal skeleton and sets are shared, changes listed

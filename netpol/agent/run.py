@@ -7,6 +7,7 @@ rules stay enforced while no agent runs) unless --cleanup-on-exit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -103,9 +104,11 @@ class Agent:
     def start(self) -> Agent:
         cfg = self.cfg
         from netpol.agent.pipeline import Pipeline
-        build = self._build or Pipeline(cfg)
         make_client = self._make_client or _client_factory(cfg)
-        make_client()  # bad kubeconfig: a typed error now, not a retry loop later
+        api = make_client()  # bad kubeconfig: a typed error now, not a retry loop later
+        if not cfg.pod_cidrs and cfg.node:
+            cfg = self.cfg = dataclasses.replace(cfg, pod_cidrs=node_pod_cidrs(api, cfg.node))
+        build = self._build or Pipeline(cfg)
         enforcer = self.enforcer = self.enforcer or Enforcer(cfg.netns)
         revoke = Revoker(cfg, self.metrics) if cfg.established == "revoke" else None
         reconciler = self.reconciler = Reconciler(enforcer, build, self.metrics, debounce=cfg.debounce,
@@ -197,6 +200,24 @@ class Agent:
 def _client_factory(cfg: AgentConfig) -> Callable[[], object]:
     from netpol.k8s.kube import api_client
     return lambda: api_client(cfg.kubeconfig, cfg.context)
+
+
+def node_pod_cidrs(api: object, node: str) -> tuple[str, ...]:
+    """The node's spec.podCIDRs, read once: without them new pods are not held back until programmed."""
+    from kubernetes import client
+    try:
+        spec = client.CoreV1Api(api).read_node(node).spec
+        found = tuple((spec.pod_cidrs or ([spec.pod_cidr] if spec.pod_cidr else [])) if spec else ())
+    except Exception as exc:  # noqa: BLE001  (403 without the RBAC rule, 404, unreachable: all mean "unknown")
+        found, why = (), short_error(exc)
+    else:
+        why = "the Node has no spec.podCIDRs"
+    if found:
+        log.info("new pods are held back until programmed", extra={"fields": {"pod_cidrs": ",".join(found)}})
+    else:
+        log.warning("new pods are not held back until programmed: give --pod-cidr", extra={"fields": {
+            "node": node, "reason": why}})
+    return found
 
 
 def node_from_env(node: str | None) -> str | None:

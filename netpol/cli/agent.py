@@ -24,8 +24,13 @@ ResyncPeriod = Annotated[float, typer.Option(
 FailMode = Annotated[str, typer.Option(
     "--fail-mode", help="--watch: closed: drop new pod connections until the first sync; open: allow.")]
 PodCidr = Annotated[list[str] | None, typer.Option(
-    "--pod-cidr", envvar="POD_CIDRS", help="--watch: pod CIDR the closed fail mode drops (repeatable; "
-    "default: every connection the node does not send).")]
+    "--pod-cidr", envvar="POD_CIDRS", help="This node's pod CIDR (repeatable or comma-separated; default: the "
+    "Node's spec.podCIDRs when the input has it): addresses in it that no known pod holds yet are dropped until "
+    "programmed; --watch's closed fail mode drops it (default: every connection the node does not send).")]
+
+
+def split_cidrs(given: list[str] | None) -> tuple[str, ...]:
+    return tuple(c.strip() for item in given or () for c in item.split(",") if c.strip())
 CleanupOnExit = Annotated[bool, typer.Option(
     "--cleanup-on-exit", help="--watch: delete the table on SIGTERM (default: keep enforcing).")]
 MetricsAddr = Annotated[str | None, typer.Option(
@@ -44,7 +49,6 @@ class WatchOptions:
     debounce: float = 0.1
     resync_period: float = 60.0
     fail_mode: str = "closed"
-    pod_cidr: tuple[str, ...] = ()
     cleanup_on_exit: bool = False
     metrics_addr: str | None = None
     log_format: str = "text"
@@ -59,16 +63,15 @@ class WatchOptions:
 
 
 def watch(w: WatchOptions, *, node: str | None, netns: str | None, table: str, kubeconfig: str | None,
-          context: str | None, ipblock_pods: str, established: str = "revoke") -> None:
+          context: str | None, ipblock_pods: str, established: str = "revoke", pod_cidrs: tuple[str, ...] = ()) -> None:
     """Keep this node's table in step with the cluster, until SIGTERM."""
     from netpol.agent import AgentConfig, run
     with user_errors():
         if w.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise NetpolError(f"--log-level {w.log_level!r}: expected debug, info, warning or error")
-        cidrs = tuple(c.strip() for item in w.pod_cidr for c in item.split(",") if c.strip())
         cfg = AgentConfig(node=node, kubeconfig=kubeconfig, context=context, netns=netns, table=table,
                           debounce=w.debounce, resync_period=w.resync_period, fail_mode=w.fail_mode,  # type: ignore[arg-type]
-                          pod_cidrs=cidrs, cleanup_on_exit=w.cleanup_on_exit, metrics_addr=w.metrics_addr,
+                          pod_cidrs=pod_cidrs, cleanup_on_exit=w.cleanup_on_exit, metrics_addr=w.metrics_addr,
                           log_format=w.log_format, log_level=w.log_level,  # type: ignore[arg-type]
                           log_denied=w.log_denied, audit=w.audit, established=established,
                           options=options(ipblock_pods)).check()

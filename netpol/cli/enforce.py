@@ -14,11 +14,12 @@ from typing import Annotated
 
 import typer
 
+from netpol.agent.failmode import parse_cidrs
 from netpol.cli import agent, app
 from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, load_input, options, user_errors
 from netpol.errors import NetpolError
 from netpol.escape import inert, plain
-from netpol.k8s.model import Cluster
+from netpol.k8s.model import Cluster, IPNetwork
 from netpol.nft.plan import Plan, compile_plan
 from netpol.nft.render import TABLE_NAME, render, to_json
 from netpol.nft.revoke import ESTABLISHED
@@ -43,10 +44,10 @@ def _plan(filename: list[str] | None, kubeconfig: str | None, context: str | Non
 
 
 def _compiled(filename: list[str] | None, kubeconfig: str | None, context: str | None, node: str | None,
-              ipblock_pods: str) -> tuple[Cluster, Plan]:
+              ipblock_pods: str, pod_cidrs: tuple[IPNetwork, ...] | None = None) -> tuple[Cluster, Plan]:
     opts = options(ipblock_pods)
     cluster = load_input(filename, kubeconfig, context)
-    return cluster, compile_plan(cluster, node, opts)
+    return cluster, compile_plan(cluster, node, opts, pod_cidrs)
 
 
 @contextlib.contextmanager
@@ -101,7 +102,7 @@ def enforce(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: 
                                       "in conntrack, dropped both ways); keep: let them run.")] = "revoke",
             output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text") -> None:
     """Apply the policies to this kernel once, in one nftables transaction; with --watch, keep doing so."""
-    w = agent.WatchOptions(debounce, resync_period, fail_mode, tuple(pod_cidr or ()), cleanup_on_exit, metrics_addr,
+    w = agent.WatchOptions(debounce, resync_period, fail_mode, cleanup_on_exit, metrics_addr,
                            log_format, log_level, log_denied, audit)
     with user_errors():
         if not watch and w.given():
@@ -111,7 +112,7 @@ def enforce(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: 
                               "not with -f/--filename, --dry-run or --delete")
     if watch:
         return agent.watch(w, node=node, netns=netns, table=table, kubeconfig=kubeconfig, context=context,
-                           ipblock_pods=ipblock_pods, established=established)
+                           ipblock_pods=ipblock_pods, established=established, pod_cidrs=agent.split_cidrs(pod_cidr))
     with user_errors():
         name = _table(table)
         where = f" in netns {netns}" if netns else ""
@@ -125,7 +126,8 @@ def enforce(filename: Filenames = None, kubeconfig: Kubeconfig = None, context: 
                 gone = Enforcer(netns).delete(name)
             typer.echo(f"inet {name}{where}: {'deleted' if gone else 'not present'}")
             return
-        cluster, plan = _compiled(filename, kubeconfig, context, node, ipblock_pods)
+        cidrs = parse_cidrs(agent.split_cidrs(pod_cidr)) or None  # None: the Node's, if in the input
+        cluster, plan = _compiled(filename, kubeconfig, context, node, ipblock_pods, cidrs)
         rs = render(plan, name)
         with _kernel_errors():
             from netpol.nft.apply import Enforcer

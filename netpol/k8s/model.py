@@ -348,7 +348,12 @@ class Node(Frozen):
     name: str
     labels: Labels = Labels()
     addresses: tuple[tuple[str, str], ...] = ()  # (type, address): InternalIP, ExternalIP, Hostname, ...
+    pod_cidr_texts: tuple[str, ...] = ()  # spec.podCIDRs (or spec.podCIDR)
     source: Source | None = None
+
+    @cached_property
+    def pod_cidrs(self) -> tuple[IPNetwork, ...]:
+        return tuple(ipaddress.ip_network(t, strict=False) for t in self.pod_cidr_texts)
 
     def ip(self, version: int | None = None) -> IPAddress | None:
         """The node's first InternalIP (else ExternalIP) of a family: where it sends from to pods."""

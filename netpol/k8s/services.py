@@ -173,4 +173,17 @@ def node(raw: RawObject) -> Node:
         kind = _choice(at, path + ("type",), NODE_ADDRESS_TYPES, "")
         text = _ip(at, path + ("address",)) if kind.endswith("IP") else at.get(path + ("address",), str, "")
         addresses.append((kind, text))
-    return Node(name=name, labels=at.labels(("metadata", "labels")), addresses=tuple(addresses), source=raw.source)
+    cidrs = [_cidr(at, ("spec", "podCIDRs", i)) for i in _indexes(at, ("spec", "podCIDRs"))]
+    if not cidrs and at.get(("spec", "podCIDR"), str):
+        cidrs = [_cidr(at, ("spec", "podCIDR"))]
+    return Node(name=name, labels=at.labels(("metadata", "labels")), addresses=tuple(addresses),
+                pod_cidr_texts=tuple(cidrs), source=raw.source)
+
+
+def _cidr(at: At, path: Path_) -> str:
+    text = at.get(path, str)
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise at.fail(f"invalid CIDR {text!r}", path) from None
+    return text

@@ -14,6 +14,7 @@ keeps of the cluster a plan was compiled from.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from netpol.k8s.model import (
     Cluster,
     Direction,
     IPAddress,
+    IPNetwork,
     LabelSelector,
     Namespace,
     NetworkPolicy,
@@ -106,6 +108,14 @@ class Plan:
     isolated: Mapping[Direction, Mapping[IPAddress, str]]
     chains: Mapping[Direction, tuple[str, ...]]  # direction -> namespaces with a policy of that direction
     memory: Memory | None = field(default=None, compare=False, repr=False)  # for update_plan
+    # the node's pod CIDRs: an address in them that no local pod holds yet is held back (render)
+    pod_cidrs: tuple[IPNetwork, ...] = ()
+
+    def addresses(self) -> Iterator[IPAddress]:
+        """The addresses of the local policed pods: those the rules know."""
+        assert self.memory is not None
+        for key in self.pods:
+            yield from self.memory.pods[key].addresses
 
 
 class _Index:
@@ -295,10 +305,14 @@ def _address_index(pods: Iterable[Pod]) -> dict[int, tuple[list[int], list[Pod]]
     return out
 
 
-def compile_plan(cluster: Cluster, node: str | None = None, opts: Options = Options()) -> Plan:
-    """The plan for the pods of one node (None: every pod, as in a lab with one node)."""
+def compile_plan(cluster: Cluster, node: str | None = None, opts: Options = Options(),
+                 pod_cidrs: Iterable[IPNetwork] | None = None) -> Plan:
+    """The plan for the pods of one node (None: every pod, as in a lab with one node). pod_cidrs:
+    the node's pod CIDRs (None: its Node object's spec.podCIDRs, if the cluster has it)."""
+    if pod_cidrs is None:
+        pod_cidrs = next((n.pod_cidrs for n in cluster.nodes if n.name == node), ())
     with paused_gc():
-        return _compile(cluster, node, opts)
+        return dataclasses.replace(_compile(cluster, node, opts), pod_cidrs=tuple(pod_cidrs))
 
 
 def _compile(cluster: Cluster, node: str | None, opts: Options) -> Plan:

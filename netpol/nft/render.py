@@ -40,7 +40,7 @@ from netpol.nft.elements import address_json, address_text, port_json, port_text
 from netpol.nft.plan import ALL_PORTS, FAMILIES, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
 from netpol.nft.ruleid import DEFAULT_DENY, RuleId, checked, ident, short_id
 from netpol.nft.ruleset import Ruleset
-from netpol.spans import Span, Spans, split_runs
+from netpol.spans import Span, Spans, network_span, split_runs
 
 ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert")
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
@@ -476,6 +476,43 @@ def _always_allowed(d: Direction, ns: str) -> list[NftRule]:
                             _verdict("accept")), RuleId(ns, "", d, f"hairpin ipv{v}")) for v in FAMILIES]
 
 
+def _gate(plan: Plan, d: Direction, deny: str) -> list[NftRule]:
+    """New pods are held back until programmed: an address in the node's pod CIDRs that no local pod
+    of the plan holds yet (the CNI gave it out before the API told us) is dropped both ways, except
+    what the node sends itself. Only with pod CIDRs; the sets fill as pods come (`_gate_sets`)."""
+    if not plan.pod_cidrs:
+        return []
+    own = "saddr" if d == EGRESS else "daddr"
+    out = []
+    for v in sorted({n.version for n in plan.pod_cidrs}):
+        # the node's own addresses may lie in the pod CIDR too (a bridge CNI's gateway)
+        match = (_in_set(_addr(v, own), f"podcidr{v}"), _not_in_set(_addr(v, own), f"known{v}"),
+                 Expr("fib saddr type != local", {"match": {"op": "!=", "left": NODE.json["match"]["left"],
+                                                            "right": "local"}}))
+        note = RuleId(rule=f"unknown pod {d} ipv{v}")
+        if deny != "drop":
+            out.append(NftRule((*match, *_log(checked(f"netpol unknown pod {d} "))), RuleId(rule=f"{note.rule} log")))
+        out.append(NftRule((*match, COUNTER, _verdict("accept" if deny == "audit" else "drop")), note))
+    return out
+
+
+def _gate_sets(t: TableDraft, plan: Plan) -> None:
+    if not plan.pod_cidrs:
+        return
+    for v in sorted({n.version for n in plan.pod_cidrs}):
+        t.declare(NftSet(f"podcidr{v}", (ADDR_TYPE[v],), interval=True),
+                  [((network_span(n),), None) for n in plan.pod_cidrs if n.version == v])
+        t.declare(NftSet(f"known{v}", (ADDR_TYPE[v],)), functools.partial(_known, plan, v), plan.pods)
+
+
+def _known(plan: Plan, v: int) -> Iterator[Elem]:
+    return (((_point(a),), None) for a in plan.addresses() if a.version == v)
+
+
+def _not_in_set(left: Expr, name: str) -> Expr:
+    return Expr(f"{left.text} != @{name}", {"match": {"op": "!=", "left": left.json, "right": f"@{name}"}})
+
+
 def self_set(version: int) -> str:
     return f"self{version}"
 
@@ -523,9 +560,12 @@ def build(plan: Plan, table: str = "netpol", deny: str = "drop",
     bodies = {pol.key: _policy(t, pol) for pol in plan.policies}
     chunks = {d: _walks(t, plan, d) for d in DIRECTIONS}
     _hairpin(t, plan)
-    t.chains += [NftChain(BASE[EGRESS], tuple(_guard(True) + _dispatch(EGRESS, chunks[EGRESS])),
+    _gate_sets(t, plan)
+    t.chains += [NftChain(BASE[EGRESS], tuple(_guard(True) + _gate(plan, EGRESS, deny)
+                                              + _dispatch(EGRESS, chunks[EGRESS])),
                           hook="postrouting", base="srcnat", offset=-10),
-                 NftChain(BASE[INGRESS], tuple(_guard(False) + _dispatch(INGRESS, chunks[INGRESS])),
+                 NftChain(BASE[INGRESS], tuple(_guard(False) + _gate(plan, INGRESS, deny)
+                                               + _dispatch(INGRESS, chunks[INGRESS])),
                           hook="postrouting", base="srcnat", offset=-9),
                  # to the node itself (host-network pods included): always allowed, as the spec says
                  NftChain("input", (NODE_LOCAL,), hook="input"),

@@ -232,7 +232,7 @@ class _Update:
         policies = tuple(self._policy(j, pp) if j in touched else pp for j, pp in enumerate(old.policies))
         isolated = {d: self.isolated.get(d, old.isolated[d]) for d in DIRECTIONS}
         mem = dataclasses.replace(self.mem, pods=self.pods, holders=self.holders)
-        return Plan(old.node, tuple(pods), tuple(enforced), policies, isolated, old.chains, mem)
+        return Plan(old.node, tuple(pods), tuple(enforced), policies, isolated, old.chains, mem, old.pod_cidrs)
 
     def _policy(self, j: int, pp: PolicyPlan) -> PolicyPlan:
         selected = {v: _sorted_with(pp.selected[v], *self.sel.get((j, v), ((), ()))) for v in FAMILIES}

@@ -79,7 +79,8 @@ class Walk:
         if "ct" in left or "&" in left:
             return False  # a new, valid connection (no conntrack mark)
         if "fib" in left:
-            return bool(pkt.get("local"))  # sent by the node itself
+            local = bool(pkt.get("local"))  # sent by the node itself
+            return local if m["op"] == "==" else not local
         if left.get("payload", {}).get("protocol") == "icmpv6":
             return False
         value = self._value(left, pkt)

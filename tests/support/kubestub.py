@@ -27,7 +27,8 @@ PATHS = {
     "/api/v1/pods": "Pod",
     "/apis/networking.k8s.io/v1/networkpolicies": "NetworkPolicy",
 }
-API_VERSION = {"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1"}
+API_VERSION = {"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1"}
+NODE_PATH = "/api/v1/nodes/"  # GET one Node (the agent reads its own), not listed nor watched
 
 
 def ident(obj: dict) -> str:
@@ -40,8 +41,8 @@ class KubeStub:
         self.bookmark_interval = bookmark_interval
         self.cond = threading.Condition()
         self.rv = 1000
-        self.objects: dict[str, dict[str, dict]] = {k: {} for k in PATHS.values()}
-        self.history: dict[str, list[tuple[int, str, dict]]] = {k: [] for k in PATHS.values()}
+        self.objects: dict[str, dict[str, dict]] = {k: {} for k in (*PATHS.values(), "Node")}
+        self.history: dict[str, list[tuple[int, str, dict]]] = {k: [] for k in (*PATHS.values(), "Node")}
         self.compacted: dict[str, int] = {k: 0 for k in PATHS.values()}
         self.generation = 0  # bumped to drop every open watch
         self.down = False
@@ -87,7 +88,7 @@ class KubeStub:
         obj = copy.deepcopy(obj)
         obj.setdefault("apiVersion", API_VERSION[kind])
         meta = obj.setdefault("metadata", {})
-        if kind != "Namespace":
+        if kind not in ("Namespace", "Node"):
             meta.setdefault("namespace", "default")
         with self.cond:
             old = self.objects[kind].get(ident(obj))
@@ -177,6 +178,11 @@ def _handler(stub: KubeStub):
             kind = PATHS.get(url.path)
             if stub.down:
                 return self._json(503, {"kind": "Status", "code": 503, "message": "stub is down"})
+            if kind is None and url.path.startswith(NODE_PATH):
+                found = stub.objects["Node"].get(ident({"kind": "Node", "metadata": {
+                    "name": url.path[len(NODE_PATH):]}}))
+                if found is not None:
+                    return self._json(200, found)
             if kind is None:
                 return self._json(404, {"kind": "Status", "code": 404, "message": f"no {url.path}"})
             if query.get("watch", ["false"])[0] in ("1", "true"):
