@@ -141,3 +141,38 @@ def test_after_random_changes_an_open_connection_lives_iff_it_was_never_denied(l
             assert conn.echoes(0.5 if not alive[n] else 1.0) == alive[n], (n, allowed, changes)
     for conn in conns.values():
         conn.sock.close()
+
+
+def test_enforce_previews_then_cuts_from_the_command_line(lab, tmp_path):
+    import json as json_module
+
+    from typer.testing import CliRunner
+
+    from netpol.cli import app
+    state, _ = lab
+
+    def write(c_objects: list[dict], name: str) -> str:
+        path = tmp_path / name
+        path.write_text("\n---\n".join(json_module.dumps(o) for o in c_objects))
+        return str(path)
+
+    def objects(allowed: tuple[str, ...]) -> list[dict]:
+        peers = [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"name": n}}} for n in allowed]
+        return [namespace("front"), namespace("back"),
+                *[pod(k.split("/")[0], k.split("/")[1], {"name": k.split("/")[1]}, (ip,)) for k, ip in IPS.items()],
+                policy("back", "api", {"podSelector": {}, "ingress": [{"from": peers, "ports": [{"port": TCP_PORT}]}]})]
+
+    run = CliRunner().invoke
+    loose, tight = write(objects(("client-0", "client-1")), "loose.yaml"), write(objects(("client-1",)), "tight.yaml")
+    assert run(app, ["enforce", "-f", loose, "--netns", state.node_netns]).exit_code == 0
+    c0 = connect(state, "front/client-0")
+    assert c0.echoes()
+    preview = json_module.loads(run(app, ["enforce", "-f", tight, "--netns", state.node_netns, "--dry-run",
+                                          "-o", "json"]).output)
+    assert [(x["src"], x["dst"], x["port"]) for x in preview["would_cut"]] == [("front/client-0", "back/api-0", TCP_PORT)]
+    assert c0.echoes()  # a preview changes nothing
+    kept = run(app, ["enforce", "-f", tight, "--netns", state.node_netns, "--established", "keep"])
+    assert "cut 0 established connections" in kept.output and c0.echoes()
+    done = run(app, ["enforce", "-f", tight, "--netns", state.node_netns])
+    assert "cut 1 established connection:" in done.output and "front/client-0 -> back/api-0" in done.output
+    assert not c0.echoes()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from netpol.errors import NetpolError
+from netpol.nft.render import REVOKE_MARK
 from netpol.nft.ruleset import Ruleset
 
 FailMode = Literal["closed", "open"]
@@ -45,6 +46,7 @@ def bootstrap_ruleset(table: str, pod_cidrs: Sequence[str] = ()) -> Ruleset:
         "set pods6 { type ipv6_addr; flags interval; }\n"
         "chain post_egress {\n"
         "  type filter hook postrouting priority srcnat - 10; policy accept;\n"
+        f"  ct mark & {REVOKE_MARK:#x} == {REVOKE_MARK:#x} drop\n"  # cut connections stay cut
         "  ct state established,related accept\n"
         "  fib saddr type local accept\n"
         f"{drops}"

@@ -79,7 +79,7 @@ class Metrics:
         self.objects = Gauge("netpol_agent_objects", "Objects in the agent's store.", ["kind"], registry=r)
         self.ready = Gauge("netpol_agent_ready", "1 once the first full sync is in the kernel.", registry=r)
         self.revoked = Counter("netpol_agent_revoked_connections", "Established connections cut because the "
-                               "policies no longer allow them.", ["direction"], registry=r)
+                               "policies no longer allow them.", registry=r)
         self.revoke_seconds = Histogram("netpol_agent_revoke_duration_seconds",
                                         "One conntrack pass: list, judge, mark.",
                                         buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)

@@ -26,8 +26,7 @@ class Revoker:
         start = time.monotonic()
         cuts = revoke(self.cfg.netns, snap.cluster, self.cfg.node, self.cfg.options)
         self.metrics.revoke_seconds.observe(time.monotonic() - start)
-        for c in cuts:
-            self.metrics.revoked.labels(_direction(c)).inc()
+        self.metrics.revoked.inc(len(cuts))
         for c in cuts[:LOGGED]:
             log.warning("cut an established connection the policies no longer allow", extra={"fields": {
                 "flow": str(c.flow), "src": c.verdict.src, "dst": c.verdict.dst, "reason": c.reason,
@@ -46,7 +45,3 @@ class Revoker:
                    self.cfg.options)
         refs: list[RuleRef] = [*v.egress.allowed_by, *v.ingress.allowed_by]
         return ", ".join(f"{r.policy} rule {r.rule}" for r in refs) or "no policy isolated it"
-
-
-def _direction(c: Cut) -> str:
-    return "egress" if not c.verdict.egress.allowed else "ingress"
