@@ -241,3 +241,17 @@ def test_the_shipped_field_lists_are_the_clients():
         cls = getattr(client, model)
         theirs = {cls.attribute_map[a]: t for a, t in cls.openapi_types.items()}
         assert fields.items() <= theirs.items(), model
+
+
+def test_queries_take_kubectl_names_and_workload_list_names():
+    from support.builders import cluster
+
+    from netpol.evaluate.resolve import endpoint
+    c = cluster({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+                 "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}}}},
+                {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "shop"},
+                 "spec": {"template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": []}}}})
+    for text in ("shop/deployment/web", "shop/deploy/web", "shop/deployments/web", "shop/Deployment/web",
+                 "shop/web[Deployment]"):
+        assert endpoint(c, text).pod.key == "shop/deployment/web", text
+    assert endpoint(c, "shop/sts/db").pod.key == endpoint(c, "shop/db[StatefulSet]").pod.key == "shop/statefulset/db"

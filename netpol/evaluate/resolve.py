@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from netpol.errors import QueryError
@@ -19,6 +20,14 @@ from netpol.k8s.model import (
     PolicyPort,
     Rule,
 )
+
+# kubectl's names for the kinds a query can name: short names and plurals
+KIND_ALIASES = {"po": "pod", "pods": "pod", "deploy": "deployment", "deployments": "deployment",
+                "sts": "statefulset", "statefulsets": "statefulset", "ds": "daemonset", "daemonsets": "daemonset",
+                "rs": "replicaset", "replicasets": "replicaset", "rc": "replicationcontroller",
+                "replicationcontrollers": "replicationcontroller", "jobs": "job", "cj": "cronjob",
+                "cronjobs": "cronjob"}
+_BRACKETED = re.compile(r"(?P<name>[^\[\]]+)\[(?P<kind>[A-Za-z]+)\]")
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,10 @@ def endpoint(cluster: Cluster, text: str) -> Endpoint:
         return Endpoint(pod=cluster.by_address.get(ip), ip=ip)
     key = text
     parts = text.split("/")
-    if len(parts) == 3:  # ns/kind/name; ns/pod/name is a pod
-        kind = parts[1].lower()
+    if len(parts) == 2 and (m := _BRACKETED.fullmatch(parts[1])):  # ns/name[Kind], as workload lists show it
+        parts = [parts[0], m["kind"], m["name"]]
+    if len(parts) == 3:  # ns/kind/name (kubectl's short names and plurals too); ns/pod/name is a pod
+        kind = KIND_ALIASES.get(parts[1].lower(), parts[1].lower())
         key = f"{parts[0]}/{parts[2]}" if kind == "pod" else f"{parts[0]}/{kind}/{parts[2]}"
     elif len(parts) != 2:
         raise QueryError(f"{text!r}: expected ns/pod, ns/kind/name or an IP address")
