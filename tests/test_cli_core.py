@@ -273,3 +273,23 @@ def test_matrix_named_port_and_errors():
     assert probes[("tenant3/frontend-0", "tenant3/db-0")] is True
     assert_user_error(run("matrix", "-f", POL, "-o", "xml"), "-o 'xml'")
     assert_user_error(run("matrix", "-f", POL, "--protocol", "GRE"), "--protocol 'GRE'")
+
+
+def test_big_matrices_stream_as_json_and_csv_and_text_says_why_it_will_not(tmp_path):
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}", "namespace": f"n{i % 7}",
+                                                             "labels": {"app": f"a{i % 5}"}},
+             "status": {"podIP": f"198.18.{i // 250}.{i % 250 + 1}"}} for i in range(520)]
+    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "d", "namespace": "n0"},
+            "spec": {"podSelector": {"matchLabels": {"app": "a0"}}}}
+    path = tmp_path / "big.yaml"
+    path.write_text("\n---\n".join(json.dumps(o) for o in [*pods, deny]))
+    doc = json.loads(run("matrix", "-f", str(path), "-o", "json").output)
+    assert len(doc["pods"]) == 520 and len(doc["probes"]) == 520 * 520
+    assert set(doc["probes"][0]) == {"src", "dst", "port", "protocol", "allowed"}
+    denied = {(p["src"], p["dst"]) for p in doc["probes"] if not p["allowed"]}
+    assert denied and all(d.startswith("n0/") for _, d in denied)
+    rows = list(csv.DictReader(io.StringIO(run("matrix", "-f", str(path), "-o", "csv").output)))
+    assert len(rows) == 520 * 520 and {(r["src"], r["dst"]) for r in rows if r["allowed"] == "false"} == denied
+    text = run("matrix", "-f", str(path))
+    assert text.exit_code == 2 and "unreadable" in text.output and "--namespace" in text.output
+    assert run("matrix", "-f", str(path), "-n", "n1").exit_code == 0

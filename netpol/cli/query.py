@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -153,13 +155,31 @@ def _render_text(m: Matrix) -> str:
     return "\n\n".join(blocks)
 
 
-def _render_csv(m: Matrix) -> str:
+def _stream_csv(m: Matrix) -> Iterator[str]:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["src", "dst", "port", "protocol", "allowed"])
-    for p in m.probes():
+    for i, p in enumerate(m.iter_probes(), 1):
         w.writerow([p["src"], p["dst"], p["port"], p["protocol"], str(p["allowed"]).lower()])
-    return buf.getvalue().rstrip("\n")
+        if i % 4096 == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def _stream_json(m: Matrix) -> Iterator[str]:
+    """The contract's document, written probe by probe: memory does not grow with the pairs."""
+    yield '{\n "pods": ' + json.dumps(list(m.pods)) + ',\n "probes": ['
+    sep = "\n  "
+    chunk: list[str] = []
+    for p in m.iter_probes():
+        chunk.append(sep + json.dumps(p))
+        sep = ",\n  "
+        if len(chunk) == 4096:
+            yield "".join(chunk)
+            chunk = []
+    yield "".join(chunk) + "\n ]\n}\n"
 
 
 def _render_md(m: Matrix) -> str:
@@ -174,8 +194,9 @@ def _render_md(m: Matrix) -> str:
     return "\n".join(out).rstrip("\n")
 
 
-RENDERERS = {"text": _render_text, "csv": _render_csv, "md": _render_md,
-             "json": lambda m: json.dumps({"pods": list(m.pods), "probes": m.probes()}, indent=1)}
+RENDERERS = {"text": _render_text, "md": _render_md}
+STREAMS = {"json": _stream_json, "csv": _stream_csv}
+READABLE = 500  # pods a text or md matrix may show: beyond, nobody reads it (and it would be huge)
 
 
 @app.command()
@@ -199,13 +220,21 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
         return workload_matrix(bool(port or protocol), namespace, output, filename, kubeconfig, context,
                                ipblock_pods)
     with user_errors():
-        if output not in RENDERERS:
+        if output not in RENDERERS and output not in STREAMS:
             hint = " (txt is for --workloads)" if output == "txt" else ""
             raise QueryError(f"-o {output!r}: expected text, json, csv or md{hint}")
         queries = port_queries(port, protocol)
         cluster = load_input(filename, kubeconfig, context)
         pods = in_namespaces(cluster, namespace)
+        if output in RENDERERS and len(pods) > READABLE:
+            raise QueryError(f"{len(pods)} pods: a {output} matrix of more than {READABLE} is unreadable; narrow "
+                             "it with --namespace, list connections with --workloads, or write -o csv / -o json")
         result = compute(cluster, queries, pods, options(ipblock_pods))
+    if output in STREAMS:
+        for part in STREAMS[output](result):
+            sys.stdout.write(part)
+        sys.stdout.flush()
+        return
     typer.echo(RENDERERS[output](result))
 
 

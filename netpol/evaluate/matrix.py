@@ -15,7 +15,7 @@ import bisect
 import ipaddress
 import socket
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
@@ -533,13 +533,17 @@ class Matrix:
         return bool(self.bits[q][src, dst >> 3] & (0x80 >> (dst & 7)))
 
     def probes(self) -> list[dict]:
-        out: list[dict] = []
+        return list(self.iter_probes())
+
+    def iter_probes(self) -> Iterator[dict]:
+        """One probe at a time, a source row unpacked at a time: memory stays that of the bits."""
+        n = len(self.pods)
         for i, q in enumerate(self.queries):
             port, proto = q.port, q.protocol
-            for src, row in zip(self.pods, self.grid(i).tolist(), strict=False):
-                out.extend({"src": src, "dst": dst, "port": port, "protocol": proto, "allowed": a}
-                           for dst, a in zip(self.pods, row, strict=False))
-        return out
+            for r, src in enumerate(self.pods):
+                row = np.unpackbits(self.bits[i][r], count=n).astype(bool).tolist()
+                for dst, a in zip(self.pods, row, strict=False):
+                    yield {"src": src, "dst": dst, "port": port, "protocol": proto, "allowed": a}
 
 
 def _node_local_pairs(pods: Sequence[Pod]):
