@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netpol.evaluate.decide import SideVerdict, same_pod, side
+from netpol.evaluate.decide import SideVerdict, decide, same_pod, side
 from netpol.evaluate.resolve import Endpoint, family, peer_matches, rule_port_spans
 from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, Options
 from netpol.spans import intersect, merge
@@ -76,8 +76,35 @@ def connections(cluster: Cluster, src: Endpoint, dst: Endpoint, opts: Options = 
     `decide` port by port is the reference it is tested against."""
     if same_pod(src, dst):
         return ConnSet(tuple((proto, FULL) for proto in sorted(PROTOCOLS)))
+    if cluster.cluster_policies:
+        return _by_segments(cluster, src, dst, opts)
     egress, ingress = (_side_ports(cluster, d, src, dst, opts) for d in (EGRESS, INGRESS))
     return ConnSet(tuple((proto, intersect(egress[proto], ingress[proto])) for proto in sorted(PROTOCOLS)))
+
+
+def _by_segments(cluster: Cluster, src: Endpoint, dst: Endpoint, opts: Options) -> ConnSet:
+    """With tiers: `decide` once per run of ports between two edges of any rule (NetworkPolicy or
+    ClusterNetworkPolicy), where no verdict can change."""
+    out = []
+    for proto in sorted(PROTOCOLS):
+        edges = sorted(set(port_edges(cluster, src, dst, proto)) | _tier_edges(cluster, dst, proto))
+        spans = [(lo, hi - 1) for lo, hi in zip(edges, edges[1:], strict=False)
+                 if decide(cluster, src, dst, lo, proto, opts).allowed]
+        out.append((proto, merge(spans)))
+    return ConnSet(tuple(out))
+
+
+def _tier_edges(cluster: Cluster, dst: Endpoint, protocol: str) -> set[int]:
+    edges: set[int] = set()
+    for cnp in cluster.cluster_policies:
+        for rule in cnp.ingress + cnp.egress:
+            for p in rule.ports or ():
+                if p.name is None and p.protocol == protocol:
+                    edges |= {p.lo, p.hi + 1}
+                elif p.name is not None and dst.pod is not None:
+                    edges |= {e for cp in dst.pod.named_port(p.name) if cp.protocol == protocol
+                              for e in (cp.port, cp.port + 1)}
+    return edges
 
 
 def _side_ports(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, opts: Options) -> dict[str, Ranges]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from netpol.evaluate import explain
+from netpol.evaluate import explain, tiers
 from netpol.evaluate.resolve import Endpoint, family, peer_matches, rule_ports_match, selects
-from netpol.k8s.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Options, Rule
+from netpol.k8s.model import EGRESS, INGRESS, Action, Cluster, NetworkPolicy, Options, Pod, Rule, Tier
 
 
 class RuleRef(BaseModel):
@@ -20,8 +20,20 @@ class RuleRef(BaseModel):
     rule: int
 
 
+class DecidedBy(BaseModel):
+    """The ClusterNetworkPolicy rule that decided a side."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: str = "ClusterNetworkPolicy"
+    policy: str
+    rule: int
+    rule_name: str | None = None
+    action: str
+
+
 class SideVerdict(BaseModel):
-    """One side's answer; `reasons` one line per isolating policy, `reason` their contract form."""
+    """One side's answer; `reasons` one line per isolating policy, `reason` their contract form.
+    `tier` (with ClusterNetworkPolicies only): Admin, NetworkPolicy, Baseline or default."""
 
     model_config = ConfigDict(frozen=True)
     isolated: bool
@@ -29,6 +41,8 @@ class SideVerdict(BaseModel):
     isolated_by: tuple[str, ...] = ()
     allowed_by: tuple[RuleRef, ...] = ()
     reasons: tuple[str, ...]
+    tier: str | None = None
+    decided_by: DecidedBy | None = None
 
     @property
     def reason(self) -> str:
@@ -48,8 +62,11 @@ class Verdict(BaseModel):
     def contract(self) -> dict:
         """The JSON shape DESIGN.md fixes for `netpol check -o json`."""
         def side(d: SideVerdict) -> dict:
-            return {"isolated": d.isolated, "isolated_by": list(d.isolated_by),
-                    "allowed_by": [r.model_dump() for r in d.allowed_by], "reason": d.reason}
+            out = {"isolated": d.isolated, "isolated_by": list(d.isolated_by),
+                   "allowed_by": [r.model_dump() for r in d.allowed_by], "reason": d.reason}
+            if d.tier is not None:
+                out |= {"tier": d.tier, "decided_by": d.decided_by.model_dump() if d.decided_by else None}
+            return out
         return {"allowed": self.allowed, "src": self.src, "dst": self.dst, "port": self.port,
                 "protocol": self.protocol, "egress": side(self.egress), "ingress": side(self.ingress)}
 
@@ -75,12 +92,17 @@ def side(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint) -> Side
     isolating = [p for p in cluster.policies_in(pod.namespace) if p.affects(direction) and selects(p, pod)]
     if not isolating:
         return SideVerdict(isolated=False, allowed=True, reasons=(f"no policy selects {own.label} for {direction}",))
-    node = pod.node_name
-    if node and peer_ep.pod is not None and peer_ep.pod.host_network and peer_ep.pod.node_name == node:
+    if _own_node(pod, peer_ep):
         return SideVerdict(isolated=True, allowed=True, isolated_by=tuple(p.key for p in isolating),
-                           reasons=(f"{peer_ep.label} is a host-network pod on {own.label}'s node {node}: "
+                           reasons=(f"{peer_ep.label} is a host-network pod on {own.label}'s node {pod.node_name}: "
                                     "traffic to and from a pod's own node is always allowed",))
     return isolating
+
+
+def _own_node(pod: Pod, peer: Endpoint) -> bool:
+    """The peer is a host-network pod on the pod's own node."""
+    other = peer.pod
+    return bool(pod.node_name) and other is not None and other.host_network and other.node_name == pod.node_name
 
 
 def same_pod(src: Endpoint, dst: Endpoint) -> bool:
@@ -91,6 +113,52 @@ def same_pod(src: Endpoint, dst: Endpoint) -> bool:
 def decide_direction(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, port: int, protocol: str,
                      opts: Options = Options()) -> SideVerdict:
     """Does the policed end (src for egress, dst for ingress) let this connection through?"""
+    if cluster.cluster_policies:
+        return _tiered(cluster, direction, src, dst, port, protocol, opts)
+    return _network_policy(cluster, direction, src, dst, port, protocol, opts)
+
+
+def _tiered(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, port: int, protocol: str,
+            opts: Options) -> SideVerdict:
+    """Admin tier, then NetworkPolicy (final when it isolates the pod for this direction), then
+    Baseline, then allow."""
+    own, peer_ep = (src, dst) if direction == EGRESS else (dst, src)
+    pod = own.policed_pod
+    v1 = _network_policy(cluster, direction, src, dst, port, protocol, opts)
+    if pod is None:
+        return v1.model_copy(update={"tier": "default"})
+    if _own_node(pod, peer_ep):
+        return SideVerdict(isolated=False, allowed=True, tier="default",
+                           reasons=(f"{peer_ep.label} is a host-network pod on {own.label}'s node {pod.node_name}: "
+                                    "traffic to and from a pod's own node is always allowed",))
+    version = family(src, dst)
+    admin, notes = tiers.walk(cluster, Tier.ADMIN, direction, pod, peer_ep, dst, port, protocol, version)
+    if admin is not None and admin.action != Action.PASS:
+        would = f"; NetworkPolicy would have {'allowed' if v1.allowed else 'denied'}" if v1.isolated else ""
+        return _by_rule(admin, direction, notes, would)
+    passed = (admin.describe(direction),) if admin is not None else ()
+    if v1.isolated:
+        return v1.model_copy(update={"tier": "NetworkPolicy", "reasons": (*notes, *passed, *v1.reasons)})
+    base, more = tiers.walk(cluster, Tier.BASELINE, direction, pod, peer_ep, dst, port, protocol, version)
+    if base is not None and base.action != Action.PASS:
+        return _by_rule(base, direction, (*notes, *more, *passed), "")
+    last = (base.describe(direction),) if base is not None else ()
+    return SideVerdict(isolated=False, allowed=True, tier="default",
+                       reasons=(*notes, *more, *passed, *last, f"no policy of any tier decides {own.label} "
+                                f"for {direction}: allowed"))
+
+
+def _by_rule(hit: tiers.Hit, direction: str, notes: tuple[str, ...], tail: str) -> SideVerdict:
+    allowed = hit.action == Action.ACCEPT
+    return SideVerdict(isolated=not allowed, allowed=allowed, isolated_by=(hit.policy.key,),
+                       tier=str(hit.policy.tier), reasons=(*notes, hit.describe(direction) + tail),
+                       decided_by=DecidedBy(policy=hit.policy.key, rule=hit.index, rule_name=hit.rule.name,
+                                            action=str(hit.action)))
+
+
+def _network_policy(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, port: int, protocol: str,
+                    opts: Options) -> SideVerdict:
+    """NetworkPolicy v1 alone."""
     isolating = side(cluster, direction, src, dst)
     if isinstance(isolating, SideVerdict):
         return isolating

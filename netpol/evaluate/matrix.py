@@ -23,6 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from netpol.errors import QueryError
+from netpol.evaluate.decide import decide
+from netpol.evaluate.resolve import Endpoint
 from netpol.k8s.model import (
     PROTOCOLS,
     Cluster,
@@ -192,6 +194,8 @@ class Engine:
     """The policies of a cluster compiled over a list of pods, answering any pair for any port query."""
 
     def __init__(self, cluster: Cluster, pods: Sequence[Pod] | None = None, opts: Options = Options()) -> None:
+        if cluster.cluster_policies:
+            raise ValueError("the engine does not fold ClusterNetworkPolicy tiers yet: use compute()")
         self.cluster, self.opts = cluster, opts
         self.pods = tuple(cluster.pods if pods is None else pods)
         self.keys = tuple(p.key for p in self.pods)
@@ -570,4 +574,23 @@ def resolve_port(pod: Pod, q: PortQuery) -> int | None:
 def compute(cluster: Cluster, queries: list[PortQuery], pods: list[Pod] | None = None,
             opts: Options = Options()) -> Matrix:
     """Every ordered pair of `pods` (default: all pods and workloads) for each query."""
+    if cluster.cluster_policies:
+        return decided(cluster, queries, list(cluster.pods if pods is None else pods), opts)
     return Engine(cluster, pods, opts).matrix(queries)
+
+
+def decided(cluster: Cluster, queries: list[PortQuery], pods: list[Pod], opts: Options) -> Matrix:
+    """The matrix from `decide`, pair by pair: with ClusterNetworkPolicy tiers, which the engine does not
+    fold yet (slower: fine for clusters a review looks at, not for 10k pods)."""
+    ends = [Endpoint(pod=p) for p in pods]
+    bits = []
+    for q in queries:
+        grid = np.zeros((len(pods), len(pods)), bool)
+        for j, dst in enumerate(pods):
+            port = resolve_port(dst, q)
+            if port is None:
+                continue
+            for i in range(len(pods)):
+                grid[i, j] = decide(cluster, ends[i], ends[j], port, q.protocol, opts).allowed
+        bits.append(np.packbits(grid, axis=1))
+    return Matrix(tuple(p.key for p in pods), tuple(queries), tuple(bits))

@@ -129,6 +129,14 @@ def _rule_blocks(cluster: Cluster, direction: str) -> dict[tuple, list[IPBlock]]
             blocks = [p.ip_block for p in rule.peers if p.ip_block is not None]
             if blocks:
                 out[(i, j)] = blocks
+    for i, cnp in enumerate(cluster.cluster_policies):  # egress networks and node addresses cut ranges too
+        for j, crule in enumerate(cnp.rules(direction)):
+            blocks = [IPBlock(cidr=str(n)) for peer in crule.peers for n in peer.nets]
+            blocks += [IPBlock(cidr=f"{a}/{32 if '.' in a else 128}") for peer in crule.peers if peer.nodes is not None
+                       for node in cluster.nodes if peer.nodes.matches(node.labels)
+                       for k, a in node.addresses if k in ("InternalIP", "ExternalIP")]
+            if blocks:
+                out[("cnp", i, j)] = blocks
     return out
 
 
@@ -212,6 +220,12 @@ class _Classes:
                         sels[peer.pod_selector] = None
                     if peer.ip_block is not None:
                         blocks[peer.ip_block] = None
+        for cnp in self.cluster.cluster_policies:  # what the tiers can tell apart
+            for sel in (cnp.subject, *(p for r in cnp.ingress + cnp.egress for p in r.peers)):
+                if sel.pods is not None:
+                    sels[sel.pods.pod_selector] = None
+                for n in sel.nets:
+                    blocks[IPBlock(cidr=str(n))] = None
         self.selectors, self.blocks = list(sels), list(blocks)
         self._by_block = _Atoms({i: [b] for i, b in enumerate(self.blocks)}, (), False)
         self._keys: dict[int, tuple] = {}

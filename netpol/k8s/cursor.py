@@ -7,7 +7,7 @@ from typing import cast
 
 from netpol.errors import InputError
 from netpol.k8s import names
-from netpol.k8s.model import PROTOCOLS, Protocol
+from netpol.k8s.model import PROTOCOLS, LabelSelector, Protocol, Requirement
 from netpol.k8s.source import Path_, RawObject
 
 
@@ -135,3 +135,32 @@ def read_annotations(at: At) -> tuple[tuple[str, str], ...]:
     if sum(len(k.encode()) + len(v.encode()) for k, v in found.items()) > ANNOTATIONS_MAX:
         raise at.fail(f"may not be more than {ANNOTATIONS_MAX} bytes", ("metadata", "annotations"))
     return tuple(sorted(found.items()))
+
+
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def selector(at: At, path: Path_) -> LabelSelector:
+    at.get(path, dict)
+    labels = tuple(sorted(at.labels(path + ("matchLabels",)).items()))
+    reqs = []
+    for i, _ in enumerate(at.items(path + ("matchExpressions",))):
+        p = path + ("matchExpressions", i)
+        key = at.get(p + ("key",), str)
+        op = at.get(p + ("operator",), str)
+        values = at.items(p + ("values",))
+        if not key:
+            raise at.fail("key is required", p + ("key",))
+        at.check(names.qualified_name(key), p + ("key",), f"key {key!r}")
+        if op not in _OPERATORS:
+            raise at.fail(f"operator {op!r} is not one of {', '.join(_OPERATORS)}", p + ("operator",))
+        if op in ("In", "NotIn") and not values:
+            raise at.fail(f"operator {op} needs at least one value", p + ("values",))
+        if op in ("Exists", "DoesNotExist") and values:
+            raise at.fail(f"operator {op} must not have values", p + ("values",))
+        for j, v in enumerate(values):
+            if not isinstance(v, str):
+                raise at.fail(f"value {v!r} must be a string (quote it: \"{yaml_scalar(v)}\")", p + ("values", j))
+            at.check(names.label_value(v), p + ("values", j), f"value {v!r}")
+        reqs.append(Requirement(key=key, operator=op, values=frozenset(str(v) for v in values)))
+    return LabelSelector(match_labels=labels, match_expressions=tuple(reqs))

@@ -27,6 +27,25 @@ MODELS = {"NetworkPolicy": "V1NetworkPolicy", "Pod": "V1Pod", "Namespace": "V1Na
           "CronJob": "V1CronJob", "EndpointSlice": "V1EndpointSlice", "Node": "V1Node"}
 _CONTAINER = re.compile(r"(List|Dict)\[(?:str, )?(.+)\]")  # List[V1Container], Dict[str, str]
 
+# ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2, a CRD the client has no models for): its
+# fields, from the CRD's schema (standard and experimental channels together)
+CRD_MODELS = {"ClusterNetworkPolicy": "CNP"}  # kind -> model, beside MODELS (the client's)
+_CRD_MODELS = {
+    "CNP": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "CNPSpec", "status": "object"},
+    "CNPSpec": {"tier": "str", "priority": "int", "subject": "CNPSubject", "ingress": "List[CNPIngressRule]",
+                "egress": "List[CNPEgressRule]"},
+    "CNPSubject": {"namespaces": "V1LabelSelector", "pods": "CNPPods"},
+    "CNPPods": {"namespaceSelector": "V1LabelSelector", "podSelector": "V1LabelSelector"},
+    "CNPIngressRule": {"name": "str", "action": "str", "from": "List[CNPSubject]", "protocols": "List[CNPProtocol]"},
+    "CNPEgressRule": {"name": "str", "action": "str", "to": "List[CNPEgressPeer]", "protocols": "List[CNPProtocol]"},
+    "CNPEgressPeer": {"namespaces": "V1LabelSelector", "pods": "CNPPods", "networks": "List[str]",
+                      "nodes": "V1LabelSelector", "domainNames": "List[str]"},
+    "CNPProtocol": {"tcp": "CNPPortOf", "udp": "CNPPortOf", "sctp": "CNPPortOf", "destinationNamedPort": "str"},
+    "CNPPortOf": {"destinationPort": "CNPPort"},
+    "CNPPort": {"number": "int", "range": "CNPRange"},
+    "CNPRange": {"start": "int", "end": "int"},
+}
+
 
 # Fields the API once had and exports still carry: NetworkPolicy status (alpha, 1.24-1.27), which
 # netpol ignores like any status.
@@ -38,7 +57,7 @@ SCHEMA_FILE = Path(__file__).with_name("fields.json")  # written by scripts/gen_
 
 @functools.cache
 def _schema() -> dict[str, dict[str, str]]:
-    return json.loads(SCHEMA_FILE.read_text())
+    return json.loads(SCHEMA_FILE.read_text()) | _CRD_MODELS
 
 
 @functools.cache
@@ -81,7 +100,7 @@ def _unknown(node: Any, typ: str, path: Path_) -> Iterator[tuple[Path_, list[str
 def check(raw: RawObject) -> None:
     """Refuse the first field of a modelled object that its API type does not have, located, with
     the closest known name."""
-    model = MODELS.get(raw.kind)
+    model = MODELS.get(raw.kind) or CRD_MODELS.get(raw.kind)
     if model is None:
         return
     for path, known in _unknown(raw.data, model, ()):

@@ -2,7 +2,8 @@
 must say so, not pass in silence.
 
 Ingress and Gateway routes open paths into pods; other engines' policies (Cilium, Calico) and the
-policy.networking.k8s.io tiers allow or deny on top of NetworkPolicy.
+v1alpha1 AdminNetworkPolicy / BaselineAdminNetworkPolicy allow or deny on top of NetworkPolicy
+(ClusterNetworkPolicy v1alpha2 is read).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ GROUPS: dict[str, frozenset[str]] = {
     "policy.networking.k8s.io": frozenset({"AdminNetworkPolicy", "BaselineAdminNetworkPolicy",
                                            "ClusterNetworkPolicy"}),
 }
-READ = {("networking.k8s.io", "NetworkPolicy")}
+READ = {("networking.k8s.io", "NetworkPolicy"), ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy")}
 
 
 def ignored(raw: RawObject) -> str | None:
@@ -34,7 +35,7 @@ def ignored(raw: RawObject) -> str | None:
     what connects; None otherwise."""
     api = str(raw.data.get("apiVersion") or "")
     group = api.rpartition("/")[0]
-    if raw.kind not in GROUPS.get(group, ()) or (group, raw.kind) in READ:
+    if raw.kind not in GROUPS.get(group, ()) or (group, raw.kind) in READ or (api, raw.kind) in READ:
         return None
     return f"{raw.kind} ({api})"
 

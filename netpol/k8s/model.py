@@ -226,6 +226,78 @@ class NetworkPolicy(Frozen):
         return Direction(direction).policy_type in self.policy_types
 
 
+class Tier(StrEnum):
+    """ClusterNetworkPolicy tiers: Admin before NetworkPolicy, Baseline after it."""
+
+    ADMIN = "Admin"
+    BASELINE = "Baseline"
+
+
+class Action(StrEnum):
+    ACCEPT = "Accept"
+    DENY = "Deny"
+    PASS = "Pass"
+
+
+class CnpPods(Frozen):
+    """`pods`: a namespaceSelector (None: every namespace) AND a podSelector."""
+
+    namespace_selector: LabelSelector | None = None
+    pod_selector: LabelSelector
+
+
+class CnpPeer(Frozen):
+    """One peer (or the subject): exactly one field is set."""
+
+    namespaces: LabelSelector | None = None
+    pods: CnpPods | None = None
+    networks: tuple[str, ...] | None = None  # egress only
+    nodes: LabelSelector | None = None  # egress only (experimental)
+    domain_names: tuple[str, ...] | None = None  # egress only (experimental): not decidable offline
+
+    @cached_property
+    def nets(self) -> tuple[IPNetwork, ...]:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.networks or ())
+
+
+class CnpPort(Frozen):
+    """A destination port range of a protocol, or a named port (resolved on the destination pod)."""
+
+    protocol: Protocol | None = None  # None: the named port's own protocol
+    lo: int = 0
+    hi: int = 0
+    name: str | None = None
+
+    def describe(self) -> str:
+        if self.name is not None:
+            return f"named port {self.name}"
+        return f"{self.protocol}/{self.lo}" + (f"-{self.hi}" if self.hi != self.lo else "")
+
+
+class CnpRule(Frozen):
+    name: str | None = None
+    action: Action
+    peers: tuple[CnpPeer, ...]
+    ports: tuple[CnpPort, ...] | None = None  # None: every protocol and port
+
+
+class ClusterNetworkPolicy(Frozen):
+    name: str
+    tier: Tier
+    priority: int
+    subject: CnpPeer  # namespaces or pods
+    ingress: tuple[CnpRule, ...] = ()
+    egress: tuple[CnpRule, ...] = ()
+    source: Source | None = None
+
+    @property
+    def key(self) -> str:
+        return f"cnp/{self.name}"
+
+    def rules(self, direction: str) -> tuple[CnpRule, ...]:
+        return self.ingress if direction == INGRESS else self.egress
+
+
 class Namespace(Frozen):
     name: str
     labels: Labels
@@ -371,6 +443,7 @@ class Cluster(Frozen):
     services: tuple[Service, ...] = ()
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     nodes: tuple[Node, ...] = ()
+    cluster_policies: tuple[ClusterNetworkPolicy, ...] = ()  # by tier, priority, name: the order they apply in
     # objects of kinds that change connectivity but that netpol does not evaluate: (kind, count)
     ignored: tuple[tuple[str, int], ...] = ()
 

@@ -7,56 +7,29 @@ from collections.abc import Iterable
 
 from netpol.gcpause import gc_paused
 from netpol.k8s import fields, ignored, names
-from netpol.k8s.cursor import At, meta, object_name, port_value, protocol, read_annotations, yaml_scalar
+from netpol.k8s.cnp import cluster_network_policy
+from netpol.k8s.cursor import At, meta, object_name, port_value, protocol, read_annotations, selector
 from netpol.k8s.model import (
     NS_NAME_LABEL,
     WORKLOAD_KINDS,
     Cluster,
+    ClusterNetworkPolicy,
     ContainerPort,
     EndpointSlice,
     IPAddress,
     IPBlock,
-    LabelSelector,
     Namespace,
     NetworkPolicy,
     Node,
     Peer,
     Pod,
     PolicyPort,
-    Requirement,
     Rule,
     Service,
+    Tier,
 )
 from netpol.k8s.services import endpoint_slice, node, service
 from netpol.k8s.source import Path_, RawObject
-
-_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-
-def _selector(at: At, path: Path_) -> LabelSelector:
-    at.get(path, dict)
-    labels = tuple(sorted(at.labels(path + ("matchLabels",)).items()))
-    reqs = []
-    for i, _ in enumerate(at.items(path + ("matchExpressions",))):
-        p = path + ("matchExpressions", i)
-        key = at.get(p + ("key",), str)
-        op = at.get(p + ("operator",), str)
-        values = at.items(p + ("values",))
-        if not key:
-            raise at.fail("key is required", p + ("key",))
-        at.check(names.qualified_name(key), p + ("key",), f"key {key!r}")
-        if op not in _OPERATORS:
-            raise at.fail(f"operator {op!r} is not one of {', '.join(_OPERATORS)}", p + ("operator",))
-        if op in ("In", "NotIn") and not values:
-            raise at.fail(f"operator {op} needs at least one value", p + ("values",))
-        if op in ("Exists", "DoesNotExist") and values:
-            raise at.fail(f"operator {op} must not have values", p + ("values",))
-        for j, v in enumerate(values):
-            if not isinstance(v, str):
-                raise at.fail(f"value {v!r} must be a string (quote it: \"{yaml_scalar(v)}\")", p + ("values", j))
-            at.check(names.label_value(v), p + ("values", j), f"value {v!r}")
-        reqs.append(Requirement(key=key, operator=op, values=frozenset(str(v) for v in values)))
-    return LabelSelector(match_labels=labels, match_expressions=tuple(reqs))
 
 
 def _cidr(at: At, path: Path_, text) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -104,8 +77,8 @@ def _peer(at: At, path: Path_) -> Peer:
     if pod is None and ns is None and block is None:
         raise at.fail("a peer needs podSelector, namespaceSelector or ipBlock", path)
     return Peer(
-        pod_selector=_selector(at, path + ("podSelector",)) if pod is not None else None,
-        namespace_selector=_selector(at, path + ("namespaceSelector",)) if ns is not None else None,
+        pod_selector=selector(at, path + ("podSelector",)) if pod is not None else None,
+        namespace_selector=selector(at, path + ("namespaceSelector",)) if ns is not None else None,
         ip_block=_ip_block(at, path + ("ipBlock",)) if block is not None else None)
 
 
@@ -134,7 +107,7 @@ def network_policy(raw: RawObject) -> NetworkPolicy:
     if not types:  # the API server's default: Ingress, plus Egress when egress rules exist
         types = ["Ingress"] + (["Egress"] if egress else [])
     # an absent or null podSelector is the empty selector: the API server accepts it (kubernetes#131354)
-    return NetworkPolicy(namespace=namespace, name=name, pod_selector=_selector(at, ("spec", "podSelector")),
+    return NetworkPolicy(namespace=namespace, name=name, pod_selector=selector(at, ("spec", "podSelector")),
                          ingress=ingress, egress=egress, policy_types=frozenset(types),
                          annotations=read_annotations(at), source=raw.source)
 
@@ -234,8 +207,20 @@ def _one_owner_per_address(pods: list[Pod], claims: dict[IPAddress, list[tuple[P
             if id(p) in losers else p for p in pods]
 
 
-CLUSTER_SCOPED = ("Namespace", "Node")
-MODELLED = ("Namespace", "Pod", "NetworkPolicy", "Service", "EndpointSlice", "Node", *WORKLOAD_KINDS)
+CLUSTER_SCOPED = ("Namespace", "Node", "ClusterNetworkPolicy")
+MODELLED = ("Namespace", "Pod", "NetworkPolicy", "Service", "EndpointSlice", "Node", "ClusterNetworkPolicy",
+            *WORKLOAD_KINDS)
+CNP_API = "policy.networking.k8s.io/v1alpha2"
+
+
+def _read(raw: RawObject) -> bool:
+    """Whether the object is of a kind (and API version) netpol models."""
+    api = str(raw.data.get("apiVersion", ""))
+    if raw.kind == "NetworkPolicy":
+        return api.startswith("networking.k8s.io/") or not api
+    if raw.kind == "ClusterNetworkPolicy":
+        return api == CNP_API
+    return raw.kind in MODELLED
 
 
 def build_cluster(raws: Iterable[RawObject]) -> Cluster:
@@ -252,13 +237,12 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     services: list[Service] = []
     slices: list[EndpointSlice] = []
     nodes: list[Node] = []
+    tiered: list[ClusterNetworkPolicy] = []
     seen: dict[tuple[str, str, str], RawObject] = {}
     skipped: list[RawObject] = []
     for raw in raws:
         kind = raw.kind
-        if kind not in MODELLED or (
-                kind == "NetworkPolicy" and not str(raw.data.get("apiVersion", "networking.k8s.io/v1")).startswith(
-                    "networking.k8s.io/")):
+        if not _read(raw):
             skipped.append(raw)
             continue
         fields.check(raw)  # typos first: a misspelt field changes what a policy means
@@ -286,6 +270,8 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
             slices.append(endpoint_slice(raw))
         elif kind == "Node":
             nodes.append(node(raw))
+        elif kind == "ClusterNetworkPolicy":
+            tiered.append(cluster_network_policy(raw))
         else:
             pods.append(workload(raw))
     pods = _one_owner_per_address(pods, claims)
@@ -294,4 +280,5 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
         namespaces.setdefault(name, Namespace(name=name, labels={NS_NAME_LABEL: name}))
     return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),
                    ignored=ignored.summary(skipped),
-                   services=tuple(services), endpoint_slices=tuple(slices), nodes=tuple(nodes))
+                   services=tuple(services), endpoint_slices=tuple(slices), nodes=tuple(nodes),
+                   cluster_policies=tuple(sorted(tiered, key=lambda p: (p.tier != Tier.ADMIN, p.priority, p.name))))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from netpol.errors import NetpolError
 from netpol.gcpause import gc_paused as paused_gc
 from netpol.k8s.model import (
     DIRECTIONS,
@@ -309,6 +310,12 @@ def compile_plan(cluster: Cluster, node: str | None = None, opts: Options = Opti
                  pod_cidrs: Iterable[IPNetwork] | None = None) -> Plan:
     """The plan for the pods of one node (None: every pod, as in a lab with one node). pod_cidrs:
     the node's pod CIDRs (None: its Node object's spec.podCIDRs, if the cluster has it)."""
+    if cluster.cluster_policies:  # never enforce less than the input says
+        names = ", ".join(p.name for p in cluster.cluster_policies[:3])
+        more = ", ..." if len(cluster.cluster_policies) > 3 else ""
+        raise NetpolError(f"the input holds ClusterNetworkPolicies ({names}{more}), which netpol evaluates "
+                          "(check, matrix, diff) but does not enforce yet: refusing to "
+                          "enforce less than they say; leave them out of the input to enforce NetworkPolicies alone")
     if pod_cidrs is None:
         pod_cidrs = next((n.pod_cidrs for n in cluster.nodes if n.name == node), ())
     with paused_gc():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netpol.lint.checks import dns, ipblock, isolation, ports, rules, scope, selection, services, tenants
+from netpol.lint.checks import dns, ipblock, isolation, ports, rules, scope, selection, services, tenants, tiers
 from netpol.lint.registry import INPUT_ERROR, Check
 
 CHECKS: tuple[Check, ...] = (
@@ -24,6 +24,8 @@ CHECKS: tuple[Check, ...] = (
     services.external_source_behind_snat,
     services.service_target_port_undeclared,
     services.duplicate_service,
+    tiers.priority_tie,
+    tiers.domain_names,
 )
 
 
