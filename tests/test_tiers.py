@@ -10,7 +10,7 @@ from support.builders import cluster, container_ports, namespace, pod, policy
 from typer.testing import CliRunner
 
 from netpol.cli import app
-from netpol.errors import InputError, NetpolError
+from netpol.errors import InputError
 from netpol.evaluate.conns import connections
 from netpol.evaluate.decide import decide
 from netpol.evaluate.matrix import PortQuery, compute
@@ -233,7 +233,7 @@ def write(tmp_path, objects: list[dict]) -> str:
     return str(path)
 
 
-def test_check_says_which_tier_decided_and_enforce_refuses(tmp_path):
+def test_check_says_which_tier_decided(tmp_path):
     f = write(tmp_path, [*BASE, *TIERED])
     run = CliRunner().invoke
     out = run(app, ["check", "gryffindor/harry", "slytherin/draco", "-p", "80", "-o", "json", "-f", f])
@@ -242,10 +242,6 @@ def test_check_says_which_tier_decided_and_enforce_refuses(tmp_path):
     assert {"isolated", "isolated_by", "allowed_by", "reason"} <= set(doc["ingress"])
     text = run(app, ["check", "gryffindor/harry", "slytherin/draco", "-p", "8080", "-f", f]).output
     assert "passes" in text and "ALLOWED" in text
-    refused = run(app, ["enforce", "-f", f, "--dry-run"])
-    assert refused.exit_code == 2 and "does not enforce yet" in refused.output
-    with pytest.raises(NetpolError, match="ClusterNetworkPolicies"):
-        compile_plan(world(*TIERED))
     assert "ClusterNetworkPolicy" not in run(app, ["check", "gryffindor/harry", "slytherin/draco", "-f", f]).stderr
 
 
@@ -297,3 +293,38 @@ def test_random_tiers_every_member_of_a_workload_and_every_port_agree_with_decid
             for port in (79, 80, 81, 8079, 8080, 8081):
                 assert conns.allows("TCP", port) == decide(c, Endpoint(pod=s), Endpoint(pod=d), port).allowed, \
                     (s.key, d.key, port)
+
+
+# ---- the table ---------------------------------------------------------------------------------
+
+def _walk_disagreements(c) -> list[str]:
+    import ipaddress
+
+    from support.fake_table import PROTO_NUM, Walk
+
+    from netpol.nft.render import to_json
+    walk = Walk(to_json(compile_plan(c)))
+    pods = [p for p in c.pods if p.ips]
+    bad = []
+    for s in pods:
+        for d in pods:
+            if s is d:
+                continue
+            for port in (79, 80, 81, 8079, 8080, 8081):
+                pkt = {"version": 4, "src": int(ipaddress.ip_address(s.ips[0])), "dst": int(ipaddress.ip_address(d.ips[0])),
+                       "proto": PROTO_NUM["TCP"], "port": port,
+                       "local": s.host_network and s.node_name == d.node_name}
+                want = decide(c, Endpoint(pod=s), Endpoint(pod=d), port).allowed
+                if walk.allows(pkt) != want:
+                    bad.append(f"{s.key} -> {d.key} {port}: table {'allows' if not want else 'denies'}")
+    return bad
+
+
+def test_the_rendered_table_walks_the_tiers_as_decide_does():
+    assert _walk_disagreements(world(*TIERED)) == []
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_tiers_in_the_table_agree_with_decide(seed):
+    import random
+    assert _walk_disagreements(cluster(*_random_world(random.Random(seed)))) == []

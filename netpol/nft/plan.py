@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netpol.errors import NetpolError
 from netpol.gcpause import gc_paused as paused_gc
 from netpol.k8s.model import (
     DIRECTIONS,
     EGRESS,
     INGRESS,
+    Action,
     Cluster,
     Direction,
     IPAddress,
@@ -36,6 +36,7 @@ from netpol.k8s.model import (
     Peer,
     Pod,
     Rule,
+    Tier,
 )
 from netpol.spans import Span, Spans, contains, merge, network_span, subtract
 
@@ -99,6 +100,31 @@ class PolicyPlan:
 
 
 @dataclass(frozen=True)
+class TierRule:
+    action: Action
+    plan: RulePlan
+
+
+@dataclass(frozen=True)
+class TierPlan:
+    """A ClusterNetworkPolicy for one node: the local pods its subject selects, and its rules."""
+
+    name: str
+    tier: Tier
+    priority: int
+    selected: Mapping[int, tuple[IPAddress, ...]]
+    ingress: tuple[TierRule, ...] = ()
+    egress: tuple[TierRule, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"cnp/{self.name}"
+
+    def rules(self, direction: Direction) -> tuple[TierRule, ...]:
+        return self.ingress if direction == INGRESS else self.egress
+
+
+@dataclass(frozen=True)
 class Plan:
     node: str | None
     pods: tuple[str, ...]  # local policed pods, sorted by key
@@ -111,6 +137,7 @@ class Plan:
     memory: Memory | None = field(default=None, compare=False, repr=False)  # for update_plan
     # the node's pod CIDRs: an address in them that no local pod holds yet is held back (render)
     pod_cidrs: tuple[IPNetwork, ...] = ()
+    tiers: tuple[TierPlan, ...] = ()  # ClusterNetworkPolicies, in the order they apply
 
     def addresses(self) -> Iterator[IPAddress]:
         """The addresses of the local policed pods: those the rules know."""
@@ -310,12 +337,6 @@ def compile_plan(cluster: Cluster, node: str | None = None, opts: Options = Opti
                  pod_cidrs: Iterable[IPNetwork] | None = None) -> Plan:
     """The plan for the pods of one node (None: every pod, as in a lab with one node). pod_cidrs:
     the node's pod CIDRs (None: its Node object's spec.podCIDRs, if the cluster has it)."""
-    if cluster.cluster_policies:  # never enforce less than the input says
-        names = ", ".join(p.name for p in cluster.cluster_policies[:3])
-        more = ", ..." if len(cluster.cluster_policies) > 3 else ""
-        raise NetpolError(f"the input holds ClusterNetworkPolicies ({names}{more}), which netpol evaluates "
-                          "(check, matrix, diff) but does not enforce yet: refusing to "
-                          "enforce less than they say; leave them out of the input to enforce NetworkPolicies alone")
     if pod_cidrs is None:
         pod_cidrs = next((n.pod_cidrs for n in cluster.nodes if n.name == node), ())
     with paused_gc():
@@ -342,7 +363,9 @@ def _compile(cluster: Cluster, node: str | None, opts: Options) -> Plan:
     enforced = tuple(p.key for p in local if any(id(p) in isolating[d] for d in DIRECTIONS))
     memory = Memory(opts, cluster.namespaces, tuple(sorted(cluster.policies, key=lambda p: p.key)),
                     {p.key: p for p in addressed}, _holder_index(addressed))
-    return Plan(node, tuple(p.key for p in local), enforced, tuple(policies), isolated, chains, memory)
+    from netpol.nft.tierplan import plan_tiers  # tiers build on this module's rule plans
+    tiers = plan_tiers(ctx, cluster, lambda p: node is None or p.node_name == node)
+    return Plan(node, tuple(p.key for p in local), enforced, tuple(policies), isolated, chains, memory, (), tiers)
 
 
 def _holder_index(pods: Iterable[Pod]) -> dict[IPAddress, tuple[Pod, ...]]:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS, Direction
+from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS, Direction, Tier
 from netpol.nft.elements import address_json, address_text, port_json, port_text
 from netpol.nft.plan import ALL_PORTS, FAMILIES, Plan, PolicyPlan, PortRange, RulePlan, paused_gc
 from netpol.nft.ruleid import DEFAULT_DENY, RuleId, checked, ident, short_id
@@ -87,6 +87,9 @@ def _in_set(left: Expr, name: str) -> Expr:
 
 def _verdict(word: str) -> Expr:
     return Expr(word, {word: None})
+
+
+ACCEPT = _verdict("accept")
 
 
 def _vmap(left: Expr, name: str) -> Expr:
@@ -325,14 +328,13 @@ def _named_match(r: RulePlan, v: int, name: str) -> tuple[Expr, ...]:
     return (_port_match(PortRange(r.named_protocols[0], *ALL_PORTS)), lookup)
 
 
-def _rule_nft(t: TableDraft, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator[tuple[int, int, NftRule]]:
-    """(family, cost, rule): the rule as nft rules, one per port matcher and peer set. Selection
-    is not tested here: only the policy's selected pods are dispatched into its chains."""
-    base = f"p_{pid}_{SHORT[r.direction]}{r.index}"
+def _rule_nft(t: TableDraft, base: str, note: RuleId, r: RulePlan, verdict: Expr = ACCEPT
+              ) -> Iterator[tuple[int, int, NftRule]]:
+    """(family, cost, rule): the rule as nft rules, one per port matcher and peer set, each ending in
+    verdict. Selection is not tested here: only the selected pods are dispatched into its chains."""
     other = "saddr" if r.direction == INGRESS else "daddr"
-    note = RuleId(pol.namespace, pol.name, r.direction, str(r.index))
     peers, named = _peer_sets(t, base, r), _named_sets(t, base, r)
-    accept = (COUNTER, _verdict("accept"))
+    end = (COUNTER, verdict)
     for v in FAMILIES:
         if r.peers is not None and not peers[v]:
             continue  # no peer of this family: the rule never matches (nor do its named ports)
@@ -343,10 +345,10 @@ def _rule_nft(t: TableDraft, pol: PolicyPlan, pid: str, r: RulePlan) -> Iterator
             ports.append((_named_match(r, v, named[v]), HASH, r.direction == EGRESS))
         for match, cost, implied in ports:
             if r.peers is None or implied:
-                yield v, cost, NftRule((*match, *accept), note)
+                yield v, cost, NftRule((*match, *end), note)
                 continue
             for name, extra in peers[v]:
-                yield v, cost + extra, NftRule((*match, _in_set(_addr(v, other), name), *accept), note)
+                yield v, cost + extra, NftRule((*match, _in_set(_addr(v, other), name), *end), note)
 
 
 Ranked = dict[tuple[Direction, int], list[tuple[int, NftRule]]]  # (direction, family) -> (cost, rule)
@@ -362,7 +364,8 @@ def _policy(t: TableDraft, pol: PolicyPlan) -> Ranked:
             continue
         ranked: dict[int, list[tuple[int, NftRule]]] = {v: [] for v in FAMILIES}
         for r in pol.rules(d):
-            for v, cost, nr in _rule_nft(t, pol, pid, r):
+            note = RuleId(pol.namespace, pol.name, r.direction, str(r.index))
+            for v, cost, nr in _rule_nft(t, f"p_{pid}_{SHORT[r.direction]}{r.index}", note, r):
                 ranked[v].append((cost, nr))
         for v in FAMILIES:
             out[(d, v)] = ranked[v]
@@ -529,6 +532,15 @@ def _hairpin(t: TableDraft, plan: Plan) -> None:
 NODE_LOCAL = NftRule((COUNTER, _verdict("accept")), RuleId(rule="node-local"))
 
 
+def _tier_start(plan: Plan) -> list[NftRule]:
+    """With tiers, a pod's traffic to itself through its Service passes before any tier can deny it
+    (without them the deny chains let it through, where only denied packets pay for the check)."""
+    if not plan.tiers:
+        return []
+    return [NftRule((_in_set(_concat(_addr(v, "saddr"), _addr(v, "daddr")), self_set(v)), COUNTER,
+                     _verdict("accept")), RuleId(rule=f"hairpin ipv{v}")) for v in FAMILIES]
+
+
 def _dispatch(d: Direction, chunks: int) -> list[NftRule]:
     fld = "saddr" if d == EGRESS else "daddr"
     return [NftRule((_vmap(_addr(v, fld), dispatch_map(d, v, k)),),
@@ -561,13 +573,14 @@ def build(plan: Plan, table: str = "netpol", deny: str = "drop",
     chunks = {d: _walks(t, plan, d) for d in DIRECTIONS}
     _hairpin(t, plan)
     _gate_sets(t, plan)
-    t.chains += [NftChain(BASE[EGRESS], tuple(_guard(True) + _gate(plan, EGRESS, deny)
-                                              + _dispatch(EGRESS, chunks[EGRESS])),
-                          hook="postrouting", base="srcnat", offset=-10),
-                 NftChain(BASE[INGRESS], tuple(_guard(False) + _gate(plan, INGRESS, deny)
-                                               + _dispatch(INGRESS, chunks[INGRESS])),
-                          hook="postrouting", base="srcnat", offset=-9),
-                 # to the node itself (host-network pods included): always allowed, as the spec says
+    from netpol.nft.render_tiers import build_tiers  # the tiers build on this module's rules
+    tiers = build_tiers(t, plan, deny)
+    for d in (EGRESS, INGRESS):  # Admin before NetworkPolicy, Baseline after
+        rules = (_guard(d == EGRESS) + _gate(plan, d, deny) + _tier_start(plan) + tiers[(Tier.ADMIN, d)]
+                 + _dispatch(d, chunks[d]) + tiers[(Tier.BASELINE, d)])
+        t.chains.append(NftChain(BASE[d], tuple(rules), hook="postrouting", base="srcnat",
+                                 offset=-10 if d == EGRESS else -9))
+    t.chains += [  # to the node itself (host-network pods included): always allowed, as the spec says
                  NftChain("input", (NODE_LOCAL,), hook="input"),
                  NftChain("output", (NODE_LOCAL,), hook="output")]
     for d in DIRECTIONS:

@@ -90,9 +90,9 @@ def update_plan(plan: Plan, cluster: Cluster, changed: Mapping[str, Pod | None],
     """
     mem = plan.memory
     if (mem is None or plan.node != node or mem.opts != opts or len(changed) > max(64, len(mem.pods) // 4)
-            or cluster.namespaces != mem.namespaces
+            or cluster.namespaces != mem.namespaces or plan.tiers or cluster.cluster_policies
             or tuple(sorted(cluster.policies, key=lambda p: p.key)) != mem.policies):
-        return plan_module.compile_plan(cluster, node, opts)
+        return plan_module.compile_plan(cluster, node, opts, plan.pod_cidrs)  # tiers: not updated in place yet
     with paused_gc():
         return _Update(plan, _with_rules(mem), changed).result()
 
