@@ -412,3 +412,25 @@ def test_the_agent_reads_its_nodes_pod_cidrs(lab, cluster, start):
     run = start(node="node1")
     assert run.agent.cfg.pod_cidrs == ("198.18.0.0/24",)
     expect(lab, {(4, 1): False, (1, 4): False, (1, 0): True})
+
+
+def test_cluster_network_policies_are_watched_and_enforced(lab, cluster, start):
+    """An Admin Deny arriving as a watch event closes what NetworkPolicy would allow; deleting it opens
+    it again. The tier is enforced by the agent's own table."""
+    deny = {"kind": "ClusterNetworkPolicy", "metadata": {"name": "no-b"},
+            "spec": {"tier": "Admin", "priority": 1, "subject": {"namespaces": {}},
+                     "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {
+                         "kubernetes.io/metadata.name": "b"}}}]}]}}
+    start()
+    expect(lab, {(2, 0): True, (1, 0): True})
+    cluster.stub.apply(deny)
+    expect(lab, {(2, 0): False, (1, 0): True})
+    cluster.stub.delete("ClusterNetworkPolicy", "no-b")
+    expect(lab, {(2, 0): True, (1, 0): True})
+
+
+def test_without_the_cluster_network_policy_crd_the_agent_still_syncs(lab, cluster, start):
+    cluster.stub.absent.add("ClusterNetworkPolicy")
+    cluster.web_only_from(CLIENTS)
+    start()  # ready: waits for the first full sync
+    expect(lab, {(2, 0): False, (1, 0): True})

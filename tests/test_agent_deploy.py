@@ -68,7 +68,8 @@ def test_rbac_is_read_only_and_minimal():
     rbac = by_kind("rbac.yaml")
     rules = rbac["ClusterRole"]["rules"]
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    wanted = {(g, r, v) for g, r in (("", "pods"), ("", "namespaces"), ("networking.k8s.io", "networkpolicies"))
+    wanted = {(g, r, v) for g, r in (("", "pods"), ("", "namespaces"), ("networking.k8s.io", "networkpolicies"),
+                                      ("policy.networking.k8s.io", "clusternetworkpolicies"))
               for v in ("get", "list", "watch")} | {("", "nodes", "get")}  # its own Node's podCIDRs
     assert granted == wanted
     binding = rbac["ClusterRoleBinding"]

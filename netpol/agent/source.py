@@ -9,6 +9,7 @@ Objects stay plain JSON: the store keeps only what the model needs.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -25,7 +26,11 @@ RESOURCES: dict[Kind, tuple[str, str]] = {
     "Namespace": ("CoreV1Api", "list_namespace"),
     "Pod": ("CoreV1Api", "list_pod_for_all_namespaces"),
     "NetworkPolicy": ("NetworkingV1Api", "list_network_policy_for_all_namespaces"),
+    "ClusterNetworkPolicy": ("CustomObjectsApi", "list_cluster_custom_object"),
 }
+CUSTOM = {"ClusterNetworkPolicy": {"group": "policy.networking.k8s.io", "version": "v1alpha2",
+                                   "plural": "clusternetworkpolicies"}}
+ABSENT_RETRY = 30.0  # seconds between looks for a CRD that is not installed
 LIST_CHUNK = 500
 
 
@@ -77,7 +82,7 @@ class Watcher:
     # ---- the loop --------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
+        failures, absent = 0, False
         call = None
         while not self._stop.is_set():
             try:
@@ -91,6 +96,13 @@ class Watcher:
                 log.info("watch history expired, relisting", extra={"fields": {"kind": self.kind}})
                 self._on_restart(self.kind, "gone")
                 self._rv = None
+            except Absent:
+                if not absent:
+                    log.info("the API serves no such kind (its CRD is not installed): none, looking again later",
+                             extra={"fields": {"kind": self.kind, "every_s": ABSENT_RETRY}})
+                absent = True
+                self._rv = None
+                self._stop.wait(ABSENT_RETRY)
             except Exception as exc:  # network, TLS, auth, server errors: all retried from self._rv
                 if self._stop.is_set():
                     break
@@ -106,7 +118,8 @@ class Watcher:
     def _api_call(self) -> Callable:
         from kubernetes import client
         group, method = RESOURCES[self.kind]
-        return getattr(getattr(client, group)(self._make_client()), method)
+        call = getattr(getattr(client, group)(self._make_client()), method)
+        return functools.partial(call, **CUSTOM[self.kind]) if self.kind in CUSTOM else call
 
     def _list(self, call: Callable) -> str:
         from kubernetes.client.exceptions import ApiException
@@ -119,6 +132,9 @@ class Watcher:
             except ApiException as exc:
                 if exc.status == 410:  # a continue token expired: start the list again
                     raise Gone() from None
+                if exc.status == 404 and self.kind in CUSTOM:  # the CRD is not installed: none exist
+                    self._emit(Event(self.kind, "SYNC", items=()))
+                    raise Absent() from None
                 raise
             try:
                 body = json.loads(resp.data)
@@ -164,6 +180,10 @@ class Watcher:
             self._emit(Event(self.kind, typ, obj))
         # BOOKMARK: only the version moves
         self._rv = str((obj.get("metadata") or {}).get("resourceVersion") or self._rv)
+
+
+class Absent(Exception):
+    """The API does not serve the kind (a CRD not installed)."""
 
 
 def short_error(exc: BaseException) -> str:

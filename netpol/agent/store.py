@@ -23,15 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from netpol.errors import InputError
-from netpol.k8s.model import Cluster, LabelSelector, Namespace, NetworkPolicy, Pod
+from netpol.k8s.cnp import CNP_API, cluster_network_policy
+from netpol.k8s.model import Cluster, ClusterNetworkPolicy, LabelSelector, Namespace, NetworkPolicy, Pod, Tier
 from netpol.k8s.parse import namespace as parse_namespace
 from netpol.k8s.parse import network_policy as parse_policy
 from netpol.k8s.parse import pod as parse_pod
 from netpol.k8s.source import RawObject, Source
 
-Kind = Literal["Namespace", "Pod", "NetworkPolicy"]
-KINDS: tuple[Kind, ...] = ("Namespace", "Pod", "NetworkPolicy")
+Kind = Literal["Namespace", "Pod", "NetworkPolicy", "ClusterNetworkPolicy"]
+KINDS: tuple[Kind, ...] = ("Namespace", "Pod", "NetworkPolicy", "ClusterNetworkPolicy")
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "SYNC"]
+PARSERS = {"Namespace": parse_namespace, "NetworkPolicy": parse_policy, "ClusterNetworkPolicy": cluster_network_policy}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Store:
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     pods: dict[str, _PodEntry] = field(default_factory=dict)
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
+    cluster_policies: dict[str, ClusterNetworkPolicy] = field(default_factory=dict)
     invalid: dict[str, str] = field(default_factory=dict)  # "Kind ns/name" -> why it was not understood
     version: int = 0
     _claims: itertools.count = field(default_factory=itertools.count)
@@ -114,7 +117,8 @@ class Store:
 
     def _table(self, kind: Kind) -> dict[str, Any]:
         tables: dict[str, dict[str, Any]] = {"Namespace": self.namespaces, "Pod": self.pods,
-                                             "NetworkPolicy": self.policies}
+                                             "NetworkPolicy": self.policies,
+                                             "ClusterNetworkPolicy": self.cluster_policies}
         return tables[kind]
 
     def _delete(self, kind: Kind, ident: str) -> bool:
@@ -129,14 +133,17 @@ class Store:
 
     def _put(self, kind: Kind, obj: dict) -> bool:
         ident = _ident(obj)
-        raw = RawObject({**obj, "kind": kind}, Source(f"cluster:{kind}/{ident}", 0))
+        api = {"apiVersion": CNP_API} if kind == "ClusterNetworkPolicy" else {}
+        raw = RawObject({**obj, **api, "kind": kind}, Source(f"cluster:{kind}/{ident}", 0))
         self.invalid.pop(f"{kind} {ident}", None)
         try:
             if kind == "Pod":
                 return self._put_pod(ident, obj, raw)
-            value = parse_namespace(raw) if kind == "Namespace" else parse_policy(raw)
+            value = PARSERS[kind](raw)
         except InputError as exc:
             self.invalid[f"{kind} {ident}"] = str(exc)
+            if kind == "ClusterNetworkPolicy":  # the API server admits none such: keep what was read before
+                return False
             if kind != "NetworkPolicy":
                 return self._delete(kind, ident)
             value = _deny_all(raw)  # fail closed: isolate what it may select, allow nothing
@@ -227,8 +234,10 @@ class Store:
             self._settle_all()
         namespaces = dict(sorted(self.namespaces.items()))
         policies = tuple(p for _, p in sorted(self.policies.items()) if p.namespace in namespaces)
+        tiered = tuple(sorted(self.cluster_policies.values(), key=lambda p: (p.tier != Tier.ADMIN, p.priority, p.name)))
         cluster = Cluster.model_construct(namespaces=namespaces, pods=tuple(self._settled.values()),
-                                          policies=policies, services=())
+                                          policies=policies, services=(), endpoint_slices=(), nodes=(),
+                                          cluster_policies=tiered, ignored=())
         changes = None if self._whole else {k: self._settled.get(k) for k in self._changed}
         snap = Snapshot(cluster, self.version, tuple(sorted(self._held)), tuple(sorted(self._reused)), changes,
                         self._since)
@@ -236,7 +245,8 @@ class Store:
         return snap
 
     def counts(self) -> dict[str, int]:
-        return {"namespaces": len(self.namespaces), "pods": len(self.pods), "policies": len(self.policies)}
+        return {"namespaces": len(self.namespaces), "pods": len(self.pods), "policies": len(self.policies),
+                "cluster_policies": len(self.cluster_policies)}
 
 
 def _mark(keys: set[str], key: str, present: bool) -> None:

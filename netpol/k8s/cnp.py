@@ -12,6 +12,7 @@ from netpol.k8s.model import Action, ClusterNetworkPolicy, CnpPeer, CnpPods, Cnp
 from netpol.k8s.source import Path_, RawObject
 
 API_GROUP = "policy.networking.k8s.io"
+CNP_API = f"{API_GROUP}/v1alpha2"
 LIMIT = 25  # rules per direction, peers per rule, protocols per rule, networks and domain names per peer
 RULE_NAME_MAX = 100
 _DOMAIN = re.compile(r"(\*\.)?([a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.)+[a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.?")

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from netpol.gcpause import gc_paused
 from netpol.k8s import fields, ignored, names
-from netpol.k8s.cnp import cluster_network_policy
+from netpol.k8s.cnp import CNP_API, cluster_network_policy
 from netpol.k8s.cursor import At, meta, object_name, port_value, protocol, read_annotations, selector
 from netpol.k8s.model import (
     NS_NAME_LABEL,
@@ -210,7 +210,6 @@ def _one_owner_per_address(pods: list[Pod], claims: dict[IPAddress, list[tuple[P
 CLUSTER_SCOPED = ("Namespace", "Node", "ClusterNetworkPolicy")
 MODELLED = ("Namespace", "Pod", "NetworkPolicy", "Service", "EndpointSlice", "Node", "ClusterNetworkPolicy",
             *WORKLOAD_KINDS)
-CNP_API = "policy.networking.k8s.io/v1alpha2"
 
 
 def _read(raw: RawObject) -> bool:

@@ -26,8 +26,10 @@ PATHS = {
     "/api/v1/namespaces": "Namespace",
     "/api/v1/pods": "Pod",
     "/apis/networking.k8s.io/v1/networkpolicies": "NetworkPolicy",
+    "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies": "ClusterNetworkPolicy",
 }
-API_VERSION = {"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1"}
+API_VERSION = {"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1",
+               "ClusterNetworkPolicy": "policy.networking.k8s.io/v1alpha2"}
 NODE_PATH = "/api/v1/nodes/"  # GET one Node (the agent reads its own), not listed nor watched
 
 
@@ -46,6 +48,7 @@ class KubeStub:
         self.compacted: dict[str, int] = {k: 0 for k in PATHS.values()}
         self.generation = 0  # bumped to drop every open watch
         self.down = False
+        self.absent: set[str] = set()  # kinds the API does not serve (a CRD not installed): 404
         self.watching = 0  # watch streams open now
         self.requests: list[str] = []
         self._snapshots: dict[str, list[dict]] = {}
@@ -88,7 +91,7 @@ class KubeStub:
         obj = copy.deepcopy(obj)
         obj.setdefault("apiVersion", API_VERSION[kind])
         meta = obj.setdefault("metadata", {})
-        if kind not in ("Namespace", "Node"):
+        if kind not in ("Namespace", "Node", "ClusterNetworkPolicy"):
             meta.setdefault("namespace", "default")
         with self.cond:
             old = self.objects[kind].get(ident(obj))
@@ -183,7 +186,7 @@ def _handler(stub: KubeStub):
                     "name": url.path[len(NODE_PATH):]}}))
                 if found is not None:
                     return self._json(200, found)
-            if kind is None:
+            if kind is None or kind in stub.absent:
                 return self._json(404, {"kind": "Status", "code": 404, "message": f"no {url.path}"})
             if query.get("watch", ["false"])[0] in ("1", "true"):
                 return self._watch(kind, query)
