@@ -71,7 +71,8 @@ def test_check_json_shape():
     assert ok["allowed"] is True
     assert ok["ingress"]["allowed_by"] == [{"policy": "tenant3/db-access", "rule": 0}]
     assert ok["egress"] == {"isolated": False, "isolated_by": [], "allowed_by": [],
-                            "reason": "no policy selects tenant2/app-0 for egress"}
+                            "reason": "no policy selects tenant2/app-0 for egress",
+                            "tier": "default", "decided_by": None}  # the example has a ClusterNetworkPolicy
 
 
 def test_check_port_by_name_resolves_on_the_destination():

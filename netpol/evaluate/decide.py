@@ -144,8 +144,7 @@ def _tiered(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoint, port
         return _by_rule(base, direction, (*notes, *more, *passed), "")
     last = (base.describe(direction),) if base is not None else ()
     return SideVerdict(isolated=False, allowed=True, tier="default",
-                       reasons=(*notes, *more, *passed, *last, f"no policy of any tier decides {own.label} "
-                                f"for {direction}: allowed"))
+                       reasons=(*notes, *more, *passed, *last, *v1.reasons))
 
 
 def _by_rule(hit: tiers.Hit, direction: str, notes: tuple[str, ...], tail: str) -> SideVerdict:
