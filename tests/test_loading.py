@@ -150,10 +150,10 @@ def test_unknown_kinds_and_other_api_groups_are_skipped_silently():
         metadata: {name: calico, namespace: x}
         spec: {selector: all(), ingress: [{action: Deny, protocol: ICMP}]}
         ---
-        apiVersion: policy.networking.k8s.io/v1alpha1
-        kind: AdminNetworkPolicy
-        metadata: {name: anp}
-        spec: {priority: 10}
+        apiVersion: cilium.io/v2
+        kind: CiliumNetworkPolicy
+        metadata: {name: cnp, namespace: x}
+        spec: {endpointSelector: {}}
         ---
         kind: SomethingNew
         spec: [1, 2, 3]

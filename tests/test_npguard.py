@@ -18,14 +18,17 @@ shows they are the only ones:
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from support.builders import build_sharing
-from support.npguard import MAIN, NPGUARD, REFUSED, cuts, expected, facts, npguard_view, raws
+from support.npguard import ANP, MAIN, NPGUARD, REFUSED, cuts, expected, facts, npguard_view, raws
 from support.paths import CORPUS
 
 from netpol.errors import InputError
+from netpol.evaluate.decide import decide
+from netpol.evaluate.resolve import Endpoint
 from netpol.evaluate.workloads import connectivity, workload_name
 from netpol.k8s.load import load_paths
 from netpol.k8s.model import Options
@@ -148,3 +151,31 @@ def test_biggest_example_is_fast():
     elapsed = time.perf_counter() - start
     assert len(result.conns) == 23943
     assert elapsed < 5, f"{elapsed:.1f}s"
+
+
+# ---- the anp/ group: v1alpha1 AdminNetworkPolicy and BaselineAdminNetworkPolicy ----------------
+
+@pytest.mark.parametrize("example", sorted(ANP))
+def test_admin_tiers_agree_with_npguard(example):
+    """v1alpha1 ANP/BANP read as the Admin and Baseline tiers: every connection as np-guard lists it.
+    (Three examples' `pods` peers lack the podSelector the CRD requires; np-guard, like support's
+    reader here, takes the empty selector.)"""
+    only_ours, only_theirs = compare(example, npguard_view(raws(example)))
+    assert not only_ours and not only_theirs, show(only_ours, only_theirs)
+
+
+def test_admin_tier_point_queries_agree_with_npguard():
+    cases = json.loads((CORPUS / "anp" / "eval_cases.json").read_text())["cases"]
+    assert len(cases) == 4
+    for case in cases:
+        cluster = build_sharing(npguard_view(raws(case["example"])))
+        src = _owned(cluster, case["src_namespace"], case["src_workload"])
+        dst = _owned(cluster, case["dst_namespace"], case["dst_workload"])
+        v = decide(cluster, Endpoint(pod=src), Endpoint(pod=dst), case["port"], case["protocol"], NPGUARD)
+        assert v.allowed == case["allowed"], case
+
+
+def _owned(cluster, ns: str, workload: str):
+    """A pod of the workload (or the workload itself, standing for its pods)."""
+    return next(p for p in cluster.pods if p.namespace == ns
+                and (p.name == workload or workload_name(p).startswith(f"{ns}/{workload}[")))

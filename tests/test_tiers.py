@@ -328,3 +328,39 @@ def test_the_rendered_table_walks_the_tiers_as_decide_does():
 def test_random_tiers_in_the_table_agree_with_decide(seed):
     import random
     assert _walk_disagreements(cluster(*_random_world(random.Random(seed)))) == []
+
+
+# ---- v1alpha1 AdminNetworkPolicy / BaselineAdminNetworkPolicy -------------------------------------
+
+def anp(kind: str, name: str, spec: dict) -> dict:
+    return {"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def test_v1alpha1_policies_are_the_admin_and_baseline_tiers():
+    c = world(anp("AdminNetworkPolicy", "a", {"priority": 5, "subject": HOUSES, "ingress": [
+                  {"action": "Allow", "from": [{"namespaces": {"matchLabels": {"shared": "yes"}}}],
+                   "ports": [{"portNumber": {"protocol": "TCP", "port": 8080}}]},
+                  {"action": "Deny", "from": [{"namespaces": {}}]}]}),
+              anp("BaselineAdminNetworkPolicy", "default", {"subject": {"namespaces": {}}, "egress": [
+                  {"action": "Deny", "to": [{"networks": ["203.0.113.0/24"]}]}]}))
+    assert [(p.key, str(p.tier)) for p in c.cluster_policies] == [("anp/a", "Admin"), ("banp/default", "Baseline")]
+    v = verdict(c, "ministry/desk", "slytherin/draco", 8080)
+    assert v.allowed and v.ingress.decided_by.policy == "anp/a" and v.ingress.decided_by.action == "Accept"
+    assert not verdict(c, "ministry/desk", "slytherin/draco", 80).allowed
+    assert not verdict(c, "ministry/desk", "203.0.113.9").allowed
+
+
+@pytest.mark.parametrize(("kind", "name", "spec", "fragment"), [
+    ("BaselineAdminNetworkPolicy", "mine", {"subject": {"namespaces": {}}}, "must be named default"),
+    ("BaselineAdminNetworkPolicy", "default", {"subject": {"namespaces": {}},
+                                              "ingress": [{"action": "Pass", "from": [{"namespaces": {}}]}]},
+     "not one of Allow, Deny"),
+    ("AdminNetworkPolicy", "x", {"priority": 1, "subject": {"namespaces": {}}, "ingress": [
+        {"action": "Deny", "from": [{"namespaces": {"sameLabels": ["tenant"]}}]}]}, "older v1alpha1"),
+    ("AdminNetworkPolicy", "x", {"priority": 1, "subject": {"namespaces": {}}, "ingress": [
+        {"action": "Deny", "from": [{"namespaces": {}}], "ports": [{"portRange": {"start": 9, "end": 9}}]}]},
+     "less than end"),
+])
+def test_invalid_v1alpha1_policies_are_refused(kind, name, spec, fragment):
+    with pytest.raises(InputError, match=fragment):
+        cluster(anp(kind, name, spec))

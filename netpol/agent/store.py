@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from netpol.errors import InputError
-from netpol.k8s.cnp import CNP_API, cluster_network_policy
-from netpol.k8s.model import Cluster, ClusterNetworkPolicy, LabelSelector, Namespace, NetworkPolicy, Pod, Tier
+from netpol.k8s.cnp import CNP_API, cluster_network_policy, tier_order
+from netpol.k8s.model import Cluster, ClusterNetworkPolicy, LabelSelector, Namespace, NetworkPolicy, Pod
 from netpol.k8s.parse import namespace as parse_namespace
 from netpol.k8s.parse import network_policy as parse_policy
 from netpol.k8s.parse import pod as parse_pod
@@ -234,7 +234,7 @@ class Store:
             self._settle_all()
         namespaces = dict(sorted(self.namespaces.items()))
         policies = tuple(p for _, p in sorted(self.policies.items()) if p.namespace in namespaces)
-        tiered = tuple(sorted(self.cluster_policies.values(), key=lambda p: (p.tier != Tier.ADMIN, p.priority, p.name)))
+        tiered = tuple(sorted(self.cluster_policies.values(), key=tier_order))
         cluster = Cluster.model_construct(namespaces=namespaces, pods=tuple(self._settled.values()),
                                           policies=policies, services=(), endpoint_slices=(), nodes=(),
                                           cluster_policies=tiered, ignored=())

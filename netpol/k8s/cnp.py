@@ -146,3 +146,84 @@ def cluster_network_policy(raw: RawObject) -> ClusterNetworkPolicy:
         rules[direction] = tuple(_rule(at, spec + (direction, i), direction == "egress") for i, _ in enumerate(found))
     return ClusterNetworkPolicy(name=name, tier=Tier(tier), priority=priority, subject=subject,
                                 ingress=rules["ingress"], egress=rules["egress"], source=raw.source)
+
+
+# ---- v1alpha1 AdminNetworkPolicy / BaselineAdminNetworkPolicy, read as the Admin and Baseline tiers ----
+
+V1ALPHA1 = f"{API_GROUP}/v1alpha1"
+_V1ALPHA1_ACTIONS = {"Allow": Action.ACCEPT, "Deny": Action.DENY, "Pass": Action.PASS}
+
+
+def _v1alpha1_peer(at: At, path: Path_, egress: bool) -> CnpPeer:
+    kinds = ("namespaces", "pods", "networks", "nodes") if egress else ("namespaces", "pods")
+    kind = _one_of(at, path, kinds, "a peer")
+    if kind == "namespaces":
+        node = at.get(path + ("namespaces",), dict)
+        old = [k for k in ("sameLabels", "notSameLabels", "namespaceSelector") if k in node]
+        if old:
+            raise at.fail(f"{old[0]} is of an older v1alpha1 and has no ClusterNetworkPolicy meaning: write "
+                          "namespaces as a label selector", path + ("namespaces", old[0]))
+    if kind == "pods" and "namespaces" in at.get(path + ("pods",), dict):
+        raise at.fail("pods.namespaces is of an older v1alpha1: use pods.namespaceSelector", path + ("pods",))
+    return _peer(at, path, egress)
+
+
+def _v1alpha1_port(at: At, path: Path_) -> CnpPort:
+    kind = _one_of(at, path, ("portNumber", "namedPort", "portRange"), "a port")
+    if kind == "namedPort":
+        name = at.get(path + (kind,), str)
+        at.check(names.iana_svc_name(name), path + (kind,), f"port name {name!r}")
+        return CnpPort(name=name)
+    proto = at.get(path + (kind, "protocol"), str, "TCP")
+    if proto not in ("TCP", "UDP", "SCTP"):
+        raise at.fail(f"protocol {proto!r} is not TCP, UDP or SCTP", path + (kind, "protocol"))
+    if kind == "portNumber":
+        n = _number(at, path + (kind, "port"))
+        return CnpPort(protocol=proto, lo=n, hi=n)  # type: ignore[arg-type]
+    lo, hi = _number(at, path + (kind, "start")), _number(at, path + (kind, "end"))
+    if lo >= hi:
+        raise at.fail(f"start {lo} must be less than end {hi}", path + (kind,))
+    return CnpPort(protocol=proto, lo=lo, hi=hi)  # type: ignore[arg-type]
+
+
+def _v1alpha1_rule(at: At, path: Path_, egress: bool, actions: tuple[str, ...]) -> CnpRule:
+    action = at.get(path + ("action",), str)
+    if action not in actions:
+        raise at.fail(f"action {action!r} is not one of {', '.join(actions)}", path + ("action",))
+    field = "to" if egress else "from"
+    peers = tuple(_v1alpha1_peer(at, path + (field, i), egress)
+                  for i, _ in enumerate(_items(at, path + (field,), field)))
+    ports = None
+    if at.get(path + ("ports",)) is not None:
+        ports = tuple(_v1alpha1_port(at, path + ("ports", i)) for i, _ in enumerate(_items(at, path + ("ports",),
+                                                                                             "ports")))
+    return CnpRule(name=at.get(path + ("name",), str), action=_V1ALPHA1_ACTIONS[action], peers=peers, ports=ports)
+
+
+def admin_network_policy(raw: RawObject) -> ClusterNetworkPolicy:
+    """v1alpha1 AdminNetworkPolicy (Admin tier; Allow is Accept) or BaselineAdminNetworkPolicy (Baseline
+    tier, the singleton `default`; Allow and Deny only)."""
+    at = At(raw)
+    baseline = raw.kind == "BaselineAdminNetworkPolicy"
+    name = object_name(at, raw.kind)
+    spec = ("spec",)
+    if at.get(spec, dict) is None:
+        raise at.fail("spec is required", spec)
+    if baseline and name != "default":
+        raise at.fail("a BaselineAdminNetworkPolicy must be named default", ("metadata", "name"))
+    priority = 0 if baseline else at.get(spec + ("priority",), int)
+    if priority is None or not 0 <= priority <= 1000:
+        raise at.fail(f"priority {priority} must be 0 to 1000", spec + ("priority",))
+    kind = _one_of(at, spec + ("subject",), ("namespaces", "pods"), "subject")
+    subject = _v1alpha1_peer(at, spec + ("subject",), False) if kind else CnpPeer()
+    actions = ("Allow", "Deny") if baseline else ("Allow", "Deny", "Pass")
+    rules = {d: tuple(_v1alpha1_rule(at, spec + (d, i), d == "egress", actions)
+                      for i, _ in enumerate(_items(at, spec + (d,), d, low=0))) for d in ("ingress", "egress")}
+    return ClusterNetworkPolicy(name=name, kind=raw.kind, tier=Tier.BASELINE if baseline else Tier.ADMIN,
+                                priority=priority, subject=subject, ingress=rules["ingress"], egress=rules["egress"],
+                                source=raw.source)
+
+
+def tier_order(p: ClusterNetworkPolicy) -> tuple:
+    """The order policies apply in: Admin first, lower priority first, then by name (and kind)."""
+    return p.tier != Tier.ADMIN, p.priority, p.name, p.kind

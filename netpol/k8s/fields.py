@@ -29,7 +29,8 @@ _CONTAINER = re.compile(r"(List|Dict)\[(?:str, )?(.+)\]")  # List[V1Container], 
 
 # ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2, a CRD the client has no models for): its
 # fields, from the CRD's schema (standard and experimental channels together)
-CRD_MODELS = {"ClusterNetworkPolicy": "CNP"}  # kind -> model, beside MODELS (the client's)
+CRD_MODELS = {"ClusterNetworkPolicy": "CNP", "AdminNetworkPolicy": "ANP",  # kind -> model, beside MODELS
+              "BaselineAdminNetworkPolicy": "BANP"}
 _CRD_MODELS = {
     "CNP": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "CNPSpec", "status": "object"},
     "CNPSpec": {"tier": "str", "priority": "int", "subject": "CNPSubject", "ingress": "List[CNPIngressRule]",
@@ -44,6 +45,19 @@ _CRD_MODELS = {
     "CNPPortOf": {"destinationPort": "CNPPort"},
     "CNPPort": {"number": "int", "range": "CNPRange"},
     "CNPRange": {"start": "int", "end": "int"},
+    # v1alpha1 AdminNetworkPolicy and BaselineAdminNetworkPolicy, read as the Admin and Baseline tiers
+    "ANP": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "ANPSpec", "status": "object"},
+    "BANP": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "BANPSpec", "status": "object"},
+    "ANPSpec": {"priority": "int", "subject": "ANPPeer", "ingress": "List[ANPIngressRule]",
+                "egress": "List[ANPEgressRule]"},
+    "BANPSpec": {"subject": "ANPPeer", "ingress": "List[ANPIngressRule]", "egress": "List[ANPEgressRule]"},
+    "ANPPeer": {"namespaces": "object", "pods": "object"},  # old shapes are refused by the reader itself
+    "ANPIngressRule": {"name": "str", "action": "str", "from": "List[ANPPeer]", "ports": "List[ANPPort]"},
+    "ANPEgressRule": {"name": "str", "action": "str", "to": "List[ANPEgressPeer]", "ports": "List[ANPPort]"},
+    "ANPEgressPeer": {"namespaces": "object", "pods": "object", "networks": "List[str]", "nodes": "V1LabelSelector"},
+    "ANPPort": {"portNumber": "ANPPortNumber", "namedPort": "str", "portRange": "ANPPortRange"},
+    "ANPPortNumber": {"protocol": "str", "port": "int"},
+    "ANPPortRange": {"protocol": "str", "start": "int", "end": "int"},
 }
 
 

@@ -1,9 +1,8 @@
 """Kinds that change what connects but that netpol does not evaluate: an answer that leaves them out
 must say so, not pass in silence.
 
-Ingress and Gateway routes open paths into pods; other engines' policies (Cilium, Calico) and the
-v1alpha1 AdminNetworkPolicy / BaselineAdminNetworkPolicy allow or deny on top of NetworkPolicy
-(ClusterNetworkPolicy v1alpha2 is read).
+Ingress and Gateway routes open paths into pods; other engines' policies (Cilium, Calico) allow or
+deny on top of NetworkPolicy (the policy.networking.k8s.io tiers are read).
 """
 
 from __future__ import annotations
@@ -27,7 +26,9 @@ GROUPS: dict[str, frozenset[str]] = {
     "policy.networking.k8s.io": frozenset({"AdminNetworkPolicy", "BaselineAdminNetworkPolicy",
                                            "ClusterNetworkPolicy"}),
 }
-READ = {("networking.k8s.io", "NetworkPolicy"), ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy")}
+READ = {("networking.k8s.io", "NetworkPolicy"), ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy"),
+        ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy"),
+        ("policy.networking.k8s.io/v1alpha1", "BaselineAdminNetworkPolicy")}
 
 
 def ignored(raw: RawObject) -> str | None:

@@ -281,8 +281,15 @@ class CnpRule(Frozen):
     ports: tuple[CnpPort, ...] | None = None  # None: every protocol and port
 
 
+TIER_KINDS = {"ClusterNetworkPolicy": "cnp", "AdminNetworkPolicy": "anp", "BaselineAdminNetworkPolicy": "banp"}
+
+
 class ClusterNetworkPolicy(Frozen):
+    """A ClusterNetworkPolicy (v1alpha2), or a v1alpha1 AdminNetworkPolicy / BaselineAdminNetworkPolicy
+    read as one (`kind` says which)."""
+
     name: str
+    kind: str = "ClusterNetworkPolicy"
     tier: Tier
     priority: int
     subject: CnpPeer  # namespaces or pods
@@ -292,7 +299,7 @@ class ClusterNetworkPolicy(Frozen):
 
     @property
     def key(self) -> str:
-        return f"cnp/{self.name}"
+        return f"{TIER_KINDS[self.kind]}/{self.name}"
 
     def rules(self, direction: str) -> tuple[CnpRule, ...]:
         return self.ingress if direction == INGRESS else self.egress

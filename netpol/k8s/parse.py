@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from netpol.gcpause import gc_paused
 from netpol.k8s import fields, ignored, names
-from netpol.k8s.cnp import CNP_API, cluster_network_policy
+from netpol.k8s.cnp import CNP_API, V1ALPHA1, admin_network_policy, cluster_network_policy, tier_order
 from netpol.k8s.cursor import At, meta, object_name, port_value, protocol, read_annotations, selector
 from netpol.k8s.model import (
     NS_NAME_LABEL,
@@ -26,7 +26,6 @@ from netpol.k8s.model import (
     PolicyPort,
     Rule,
     Service,
-    Tier,
 )
 from netpol.k8s.services import endpoint_slice, node, service
 from netpol.k8s.source import Path_, RawObject
@@ -207,9 +206,9 @@ def _one_owner_per_address(pods: list[Pod], claims: dict[IPAddress, list[tuple[P
             if id(p) in losers else p for p in pods]
 
 
-CLUSTER_SCOPED = ("Namespace", "Node", "ClusterNetworkPolicy")
+CLUSTER_SCOPED = ("Namespace", "Node", "ClusterNetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy")
 MODELLED = ("Namespace", "Pod", "NetworkPolicy", "Service", "EndpointSlice", "Node", "ClusterNetworkPolicy",
-            *WORKLOAD_KINDS)
+            "AdminNetworkPolicy", "BaselineAdminNetworkPolicy", *WORKLOAD_KINDS)
 
 
 def _read(raw: RawObject) -> bool:
@@ -219,6 +218,8 @@ def _read(raw: RawObject) -> bool:
         return api.startswith("networking.k8s.io/") or not api
     if raw.kind == "ClusterNetworkPolicy":
         return api == CNP_API
+    if raw.kind in ("AdminNetworkPolicy", "BaselineAdminNetworkPolicy"):
+        return api == V1ALPHA1
     return raw.kind in MODELLED
 
 
@@ -271,6 +272,8 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
             nodes.append(node(raw))
         elif kind == "ClusterNetworkPolicy":
             tiered.append(cluster_network_policy(raw))
+        elif kind in ("AdminNetworkPolicy", "BaselineAdminNetworkPolicy"):
+            tiered.append(admin_network_policy(raw))
         else:
             pods.append(workload(raw))
     pods = _one_owner_per_address(pods, claims)
@@ -280,4 +283,4 @@ def _build_cluster(raws: Iterable[RawObject]) -> Cluster:
     return Cluster(namespaces=dict(sorted(namespaces.items())), pods=tuple(pods), policies=tuple(policies),
                    ignored=ignored.summary(skipped),
                    services=tuple(services), endpoint_slices=tuple(slices), nodes=tuple(nodes),
-                   cluster_policies=tuple(sorted(tiered, key=lambda p: (p.tier != Tier.ADMIN, p.priority, p.name))))
+                   cluster_policies=tuple(sorted(tiered, key=tier_order)))

@@ -109,7 +109,7 @@ class TierRule:
 class TierPlan:
     """A ClusterNetworkPolicy for one node: the local pods its subject selects, and its rules."""
 
-    name: str
+    key: str  # cnp/<name> (anp/, banp/ for v1alpha1)
     tier: Tier
     priority: int
     selected: Mapping[int, tuple[IPAddress, ...]]
@@ -117,8 +117,8 @@ class TierPlan:
     egress: tuple[TierRule, ...] = ()
 
     @property
-    def key(self) -> str:
-        return f"cnp/{self.name}"
+    def name(self) -> str:
+        return self.key.partition("/")[2]
 
     def rules(self, direction: Direction) -> tuple[TierRule, ...]:
         return self.ingress if direction == INGRESS else self.egress

@@ -83,7 +83,7 @@ def _policy_rules(t: TableDraft, tp: TierPlan, d: Direction, deny: str) -> dict[
     pid = short_id(tp.key)
     for rule in tp.rules(d):
         r = rule.plan
-        note = RuleId("cnp", tp.name, d, str(r.index))
+        note = RuleId(tp.key.partition("/")[0], tp.name, d, str(r.index))
         for fam, _, nr in _rule_nft(t, f"t_{pid}_{SHORT[d]}{r.index}", note, r, _action(rule.action, deny)):
             out[fam].append(nr)
     return out
@@ -93,8 +93,9 @@ def _policy_chain(tp: TierPlan, d: Direction, v: int, body: list[NftRule]) -> Nf
     """The policy's rules, then the walk goes on."""
     rules = list(body)
     own = "saddr" if d == EGRESS else "daddr"
-    rules += [NftRule((_vmap(_addr(v, own), tier_chain(tp, d, v) + "n"),), RuleId("cnp", tp.name, d, "next")),
-              NftRule((_verdict("return"),), RuleId("cnp", tp.name, d, "end"))]
+    kind = tp.key.partition("/")[0]
+    rules += [NftRule((_vmap(_addr(v, own), tier_chain(tp, d, v) + "n"),), RuleId(kind, tp.name, d, "next")),
+              NftRule((_verdict("return"),), RuleId(kind, tp.name, d, "end"))]
     return NftChain(tier_chain(tp, d, v), tuple(rules))
 
 

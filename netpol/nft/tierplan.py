@@ -36,7 +36,7 @@ def plan_tiers(ctx: _Ctx, cluster: Cluster, is_local: Callable[[Pod], bool]) -> 
         for p in selected:
             for a in p.addresses:
                 by_family[a.version].add(a)
-        out.append(TierPlan(cnp.name, cnp.tier, cnp.priority, {v: tuple(sorted(a)) for v, a in by_family.items()},
+        out.append(TierPlan(cnp.key, cnp.tier, cnp.priority, {v: tuple(sorted(a)) for v, a in by_family.items()},
                             rules[INGRESS], rules[Direction.EGRESS]))
     return tuple(out)
 

@@ -80,7 +80,7 @@ def build_sharing(raws: list[RawObject]) -> Cluster:
     others = build_cluster([addressless(r) if r.kind == "Pod" else r for r in raws])
     parsed = {p.key: p for p in (parse_pod(r) for r in raws if r.kind == "Pod") if p is not None}
     pods = tuple(parsed[p.key] if p.kind == "Pod" else p for p in others.pods)
-    return Cluster(namespaces=others.namespaces, pods=pods, policies=others.policies, services=others.services)
+    return others.model_copy(update={"pods": pods})
 
 
 def cluster_yaml(text: str, file: str = "test.yaml") -> Cluster:

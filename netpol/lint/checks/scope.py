@@ -12,10 +12,10 @@ from netpol.lint.registry import Hit, Location, check
 @check("NP012", "not-evaluated", "warning", "An object changes connectivity, but netpol does not evaluate its kind.")
 def not_evaluated(ctx: Context) -> Iterator[Hit]:
     """
-    An Ingress or a Gateway route opens paths into pods; a Cilium or Calico policy, or a v1alpha1
-    AdminNetworkPolicy or BaselineAdminNetworkPolicy, allows or denies on top of NetworkPolicy. netpol
-    evaluates NetworkPolicy v1 and ClusterNetworkPolicy v1alpha2 only, so every answer about such an
-    input leaves these objects out; the other commands say so on stderr.
+    An Ingress or a Gateway route opens paths into pods; a Cilium or Calico policy allows or denies on
+    top of NetworkPolicy. netpol evaluates NetworkPolicy v1 and the policy.networking.k8s.io tiers
+    (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy) only, so every answer
+    about such an input leaves these objects out; the other commands say so on stderr.
 
         apiVersion: cilium.io/v2
         kind: CiliumNetworkPolicy     # enforced by Cilium, not counted by netpol
