@@ -251,3 +251,10 @@ def test_from_outside_without_node_objects_takes_node_and_node_ip(files):
     out = run("check", "203.0.113.7", "back/service/pub", "--via", "nodeport", "--node", "node-a",
               "--node-ip", "198.18.0.9", "-f", files(objects))
     assert "from 198.18.0.9: DENIED" in out.output
+
+
+def test_an_endpoint_slice_without_its_service_label_is_refused():
+    bad = endpoint_slice("back", "loose", "api", [{"addresses": ["198.18.2.10"]}], [])
+    del bad["metadata"]["labels"]["kubernetes.io/service-name"]
+    with pytest.raises(InputError, match="kubernetes.io/service-name"):
+        cluster(bad)

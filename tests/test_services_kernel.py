@@ -51,6 +51,8 @@ def scenario() -> list[dict]:
                 {"app": "api"}, "198.18.100.10", clusterIPs=["198.18.100.10", "2001:db8:100::10"],
                 ipFamilies=["IPv4", "IPv6"], ipFamilyPolicy="PreferDualStack"),
         service("back", "legacy", [{"name": "admin", "port": 8000}], cluster_ip="198.18.100.11"),
+        service("back", "public", [{"name": "web", "port": 80, "targetPort": "http", "nodePort": 30080}],
+                {"app": "api"}, "198.18.100.12", type="NodePort"),
         endpoint_slice("back", "legacy-1", "legacy", [{"addresses": ["198.18.2.12"],
                                                        "targetRef": {"kind": "Pod", "name": "api-2"}}],
                        [{"name": "admin", "port": 7000}]),
@@ -84,6 +86,9 @@ def test_services_through_real_dnat_agree_with_the_evaluator_on_both_paths():
         assert ("front/client-1", "back/api-1", "TCP", 81, "198.18.100.10", path, False) in seen  # egress: http only
         assert ("front/client-0", "back/api-2", "TCP", 8000, "198.18.100.11", path, True) in seen  # EndpointSlice
         assert ("front/client-0", "back/api-1", "UDP", 53, "198.18.100.10", path, True) in seen
+        assert ("front/client-0", "back/api-1", "TCP", 80, "198.19.255.254", path, False) in seen  # NodePort
+        assert ("back/api-1", "back/api-1", "TCP", 80, "198.19.255.254", path, True) in seen
+    assert {p["node_port"] for p in result.probes if "node_port" in p} == {30080}
 
 
 def test_a_forward_hook_table_lets_the_node_path_through_and_the_lab_sees_it():

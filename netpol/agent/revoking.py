@@ -33,6 +33,9 @@ class Revoker:
                 "allowed_before_by": self._allowed_before(c)}})
         if len(cuts) > LOGGED:
             log.warning("cut more established connections", extra={"fields": {"count": len(cuts) - LOGGED}})
+        if cuts:
+            log.info("conntrack pass", extra={"fields": {"cut": len(cuts), "ms": round(
+                (time.monotonic() - start) * 1000, 1)}})
         self._before = snap.cluster
 
     def _allowed_before(self, c: Cut) -> str:

@@ -154,6 +154,9 @@ def endpoint_slice(raw: RawObject) -> EndpointSlice:
         raise at.fail(f"addressType {address_type!r}: one of {', '.join(ADDRESS_TYPES)}", ("addressType",))
     version = ADDRESS_TYPES[address_type]
     labels = at.labels(("metadata", "labels"))
+    if not labels.get(SERVICE_NAME_LABEL):
+        raise at.fail(f"an EndpointSlice needs the label {SERVICE_NAME_LABEL}: without it no Service uses it",
+                      ("metadata", "labels"))
     return EndpointSlice(
         namespace=namespace, name=name, service=labels.get(SERVICE_NAME_LABEL), address_type=address_type,
         endpoints=tuple(_endpoint(at, ("endpoints", i), version, namespace) for i in _indexes(at, ("endpoints",))),

@@ -4,13 +4,15 @@ probes that prove policies hold for traffic sent to Services.
 kube-proxy picks a backend at random; the lab pins one instead, round by round: in round k every
 Service port sends to its k-th backend, so each backend is probed in turn with real DNAT (prerouting
 for pod-sent traffic, output for the node path), hairpin masquerade included (kube-proxy marks a
-connection whose source is its own backend and masquerades it at srcnat). The node path (a pod's
+connection whose source is its own backend and masquerades it at srcnat). NodePorts are probed at the
+node's own address, DNATed wherever the destination is local and always masqueraded. The node path (a pod's
 address sent from the node, LOCAL_OUT -> POSTROUTING: IPVS's path) gets its replies back through a
 connection mark and a local route, so its probes complete like any other.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from netpol.errors import LabError
 from netpol.evaluate.services import Backend, backends
 from netpol.k8s.model import Cluster, IPAddress, Service, ServicePort
 from netpol.lab.probe import NODE_PATH, NODE_PATH_MARK, POD_PATH, Probe
-from netpol.lab.topology import LabState
+from netpol.lab.topology import GATEWAY_V4, GATEWAY_V6, LabState
 from netpol.netns import run_in
 
 TABLE = "netpol_lab_proxy"
@@ -28,20 +30,27 @@ REPLY_MARK = 0x200  # replies of node-path connections: routed to the node's own
 REPLY_TABLE = 100
 IP = {4: "ip", 6: "ip6"}
 PATHS = (POD_PATH, NODE_PATH)
+NODE_ADDRESS = {4: GATEWAY_V4, 6: GATEWAY_V6}  # the lab node's own address, as pods reach it
 
 
 @dataclass(frozen=True)
 class Pin:
-    """In one round, a Service address and port sent to one backend."""
+    """In one round, a Service address and port sent to one backend: a ClusterIP and Service port,
+    or (nodeport) the node's own address and the port's nodePort."""
 
     service: Service
     address: IPAddress
     port: ServicePort
     backend: Backend
+    nodeport: bool = False
+
+    @property
+    def entry_port(self) -> int:
+        return self.port.node_port if self.nodeport and self.port.node_port else self.port.port
 
     def probe(self, src: str, path: str) -> Probe:
         assert self.backend.pod is not None
-        return Probe(src, self.backend.pod.key, self.port.port, self.port.protocol, str(self.address), path)
+        return Probe(src, self.backend.pod.key, self.entry_port, self.port.protocol, str(self.address), path)
 
 
 def rounds(cluster: Cluster, lab_keys: set[str]) -> list[list[Pin]]:
@@ -51,16 +60,19 @@ def rounds(cluster: Cluster, lab_keys: set[str]) -> list[list[Pin]]:
     for svc in cluster.services:
         if svc.type == "ExternalName" or svc.headless:
             continue
-        for address in svc.addresses:
+        entries = [(a, False) for a in svc.addresses]
+        if svc.type in ("NodePort", "LoadBalancer"):
+            entries += [(ipaddress.ip_address(NODE_ADDRESS[4]), True)]  # the node's own address
+        for address, nodeport in entries:
             for sp in svc.ports:
-                if sp.protocol == "SCTP":
+                if sp.protocol == "SCTP" or (nodeport and not sp.node_port):
                     continue
                 found = [b for b in backends(cluster, svc, sp, address.version).backends
                          if b.pod is not None and b.pod.key in lab_keys]
                 for k, b in enumerate(found):
                     while len(out) <= k:
                         out.append([])
-                    out[k].append(Pin(svc, address, sp, b))
+                    out[k].append(Pin(svc, address, sp, b, nodeport))
     return out
 
 
@@ -72,6 +84,10 @@ def target_ports(pins: Sequence[Pin]) -> list[tuple[int, str]]:
 def _dnat(p: Pin) -> list[str]:
     v, proto = p.address.version, p.port.protocol.lower()
     match = f"{IP[v]} daddr {p.address} {proto} dport {p.port.port}"
+    if p.nodeport:  # any local address, as kube-proxy matches NodePorts; always masqueraded (ETP Cluster)
+        match = f"meta nfproto ipv{v} fib daddr type local {proto} dport {p.entry_port}"
+        to = f"{p.backend.address}:{p.backend.port}" if v == 4 else f"[{p.backend.address}]:{p.backend.port}"
+        return [f"{match} meta mark set meta mark or {MASQUERADE_MARK:#x}", f"{match} dnat {IP[v]} to {to}"]
     to = f"[{p.backend.address}]:{p.backend.port}" if v == 6 else f"{p.backend.address}:{p.backend.port}"
     return [f"{match} {IP[v]} saddr {p.backend.address} meta mark set meta mark or {MASQUERADE_MARK:#x}",
             f"{match} dnat {IP[v]} to {to}"]

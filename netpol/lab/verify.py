@@ -168,7 +168,8 @@ def probe_services(cluster: Cluster, state: LabState, opts: Options = Options(),
     """Into a lab whose table is in force: the Service proxy, then every round of pinned backends."""
     pods = [p for p in lab_pods(cluster) if p.key in state.hosts]
     plan = services.rounds(cluster, set(state.hosts))
-    services.prepare(state, sorted({p.address for r in plan for p in r}, key=lambda a: (a.version, a)))
+    vips = {p.address for r in plan for p in r if not p.nodeport}
+    services.prepare(state, sorted(vips, key=lambda a: (a.version, a)))
     result = Verification(pods=[p.key for p in pods], services=sorted({p.service.key for r in plan for p in r}))
     for pins in plan:
         services.install(state, pins)
@@ -182,7 +183,8 @@ def _compare_round(cluster: Cluster, state: LabState, pods: Sequence[Pod], pins:
     expected: dict[Probe, tuple[services.Pin, bool]] = {}
     for pin in pins:
         for src in pods:
-            v = check_service(cluster, Endpoint(pod=src), pin.service, pin.port, pin.address, opts)
+            v = check_service(cluster, Endpoint(pod=src), pin.service, pin.port,
+                              None if pin.nodeport else pin.address, opts)
             got = next((r.verdict.allowed for r in v.results if r.backend.address == pin.backend.address), None)
             if got is None:
                 continue  # not an endpoint for this client (internalTrafficPolicy Local)
@@ -195,6 +197,8 @@ def _compare_round(cluster: Cluster, state: LabState, pods: Sequence[Pod], pins:
         row = {"src": pr.src, "dst": f"{pin.service.namespace}/service/{pin.service.name}", "port": pin.port.port,
                "protocol": pin.port.protocol, "backend": pr.dst, "target_port": pin.backend.port,
                "address": pr.via, "path": pr.path, "allowed": seen[pr]}
+        if pin.nodeport:
+            row["node_port"] = pin.entry_port
         result.probes.append(row)
         if seen[pr] != want:
             result.disagreements.append({**row, "kernel": seen[pr], "evaluator": want})
