@@ -4,6 +4,7 @@ for the corpus' semanticDiff examples, and on handmade manifests through the CLI
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from support.builders import build_sharing
@@ -177,7 +178,8 @@ def test_cli_json_and_md(tmp_path):
     assert lines[0] == "### NetworkPolicy connectivity changes"
     assert "| source | destination | before | after |" in md
     assert "| ➕ added | `shop/db[Deployment]` | `10.0.0.0-10.255.255.255[External]` | No Connections | UDP 53 |" in lines
-    assert sum(line.startswith("| ") for line in lines) == 1 + 3  # header and three changes
+    assert sum(line.startswith("| ") and not line.startswith("| | source") for line in lines) == 3  # three changes
+    assert md.count("<details") == md.count("</details>") >= 1  # grouped by namespace pair
 
 
 def test_cli_input_errors(tmp_path):
@@ -187,3 +189,18 @@ def test_cli_input_errors(tmp_path):
     assert code == 2 and "policies.yaml:7" in text and "Traceback" not in text
     assert run(base, str(tmp_path / "missing"))[0] == 2
     assert run(base, base, "-o", "xml")[0] == 2
+
+
+def test_md_fits_a_pull_request_comment_and_says_what_it_left_out():
+    from netpol.evaluate.diff import MD_LIMIT, Change, Diff, render_md
+    from netpol.evaluate.workloads import ALL_CONNS, NO_CONNS
+    changes = tuple(Change("added", f"ns{i % 40}/workload-with-a-long-name-{i}[Deployment]",
+                           f"ns{(i * 7) % 40}/other-workload-{i}[Deployment]", NO_CONNS, ALL_CONNS) for i in range(3000))
+    md = render_md(Diff(changes))
+    assert len(md) <= MD_LIMIT < 65_536
+    assert "more (netpol diff -o json lists them all)" in md
+    shown = sum(line.startswith("| ➕") for line in md.splitlines())
+    left = sum(int(w) for w in re.findall(r"… and (\d+) more \(", md))
+    hidden = sum(int(n) for n in re.findall(r"more namespace pairs? with (\d+) changes", md))
+    assert shown + left + hidden == 3000 and shown > 100  # every change shown or counted
+    assert md.count("<details") == md.count("</details>")

@@ -185,21 +185,65 @@ def render_json(d: Diff) -> str:
 _MD_MARK = {"added": "➕ added", "changed": "✏️ changed", "removed": "➖ removed"}
 
 
-def render_md(d: Diff) -> str:
+MD_LIMIT = 60_000  # characters: GitHub refuses comments over 65,536; leave room for what a workflow adds
+_HEAD = ["| | source | destination | before | after |", "|---|---|---|---|---|"]
+
+
+def _md_row(c: Change) -> str:
+    after = f"{c.new} {_delta(c).strip()}".strip()
+    return f"| {_MD_MARK[c.kind]} | {md_code(c.src)} | {md_code(c.dst)} | {c.old} | {after} |"
+
+
+def _namespace(end: str) -> str:
+    return end.split("/", 1)[0] if end.count("/") else "(outside)"
+
+
+def render_md(d: Diff, limit: int = MD_LIMIT) -> str:
+    """A pull-request comment: the summary, then the changes grouped by namespace pair in <details>
+    blocks (opening groups first), cut to stay under `limit` characters with counts of what was left
+    out (the JSON output has everything)."""
     head = "### NetworkPolicy connectivity changes\n\n"
     if not d.changes and not d.services:
         return head + "No connectivity changes."
     warn = " This change **opens new connections**." if d.opens else ""
-    rows = [f"**{d.summary()}**.{warn}", "", "| | source | destination | before | after |", "|---|---|---|---|---|"]
+    out = [head + f"**{d.summary()}**.{warn}\n"]
+    groups: dict[tuple[str, str], list[Change]] = {}
     for c in d.changes:
-        after = f"{c.new} {_delta(c).strip()}".strip()
-        rows.append(f"| {_MD_MARK[c.kind]} | {md_code(c.src)} | {md_code(c.dst)} | {c.old} | {after} |")
+        groups.setdefault((_namespace(c.src), _namespace(c.dst)), []).append(c)
+    order = sorted(groups, key=lambda k: (not any(not c.opened.empty for c in groups[k]), k))
+    size, left, hidden = len(out[0]), 0, 0
+    for n, key in enumerate(order):
+        changes = groups[key]
+        opens = sum(not c.opened.empty for c in changes)
+        summary = f"{md_code(key[0])} → {md_code(key[1])}: {len(changes)} change{'s' if len(changes) != 1 else ''}" \
+                  + (f", {opens} opening" if opens else "")
+        rows = [_md_row(c) for c in changes]
+        block = "\n".join([f"<details{' open' if opens else ''}><summary>{summary}</summary>\n", *_HEAD, *rows,
+                           "\n</details>\n"])
+        while len(block) + size > limit - 300 and rows:  # keep the group, drop its last rows
+            rows.pop()
+            block = "\n".join([f"<details><summary>{summary}</summary>\n", *_HEAD, *rows,
+                               f"\n… and {len(changes) - len(rows)} more (netpol diff -o json lists them all)",
+                               "\n</details>\n"])
+        if not rows:
+            left = len(order) - n
+            hidden = sum(len(groups[k]) for k in order[n:])
+            break
+        out.append(block)
+        size += len(block) + 1
+    if left:
+        out.append(f"… and {left} more namespace pair{'s' if left != 1 else ''} with {hidden} changes "
+                   "(netpol diff -o json lists them all).")
     if d.services:
-        rows += ["", "Through Services (after DNAT, per backend):", "", "| | client | Service port | before | after |",
-                 "|---|---|---|---|---|"]
-        rows += [f"| {sc.verb} | {md_code(sc.client)} | {md_code(sc.service)} | {_word(sc.old)} | {_word(sc.new)} |"
-                 for sc in d.services]
-    return head + "\n".join(rows)
+        svc = ["Through Services (after DNAT, per backend):", "", "| | client | Service port | before | after |",
+               "|---|---|---|---|---|"]
+        svc += [f"| {sc.verb} | {md_code(sc.client)} | {md_code(sc.service)} | {_word(sc.old)} | {_word(sc.new)} |"
+                for sc in d.services]
+        text = "\n".join(svc)
+        if size + len(text) > limit:
+            text = f"{len(d.services)} changes through Services (netpol diff -o json lists them)."
+        out.append(text)
+    return "\n".join(out)
 
 
 RENDERERS = {"text": render_text, "json": render_json, "md": render_md}
