@@ -364,3 +364,28 @@ def test_v1alpha1_policies_are_the_admin_and_baseline_tiers():
 def test_invalid_v1alpha1_policies_are_refused(kind, name, spec, fragment):
     with pytest.raises(InputError, match=fragment):
         cluster(anp(kind, name, spec))
+
+
+def _lint(tmp_path, objects: list[dict]) -> dict[str, list[str]]:
+    out = json.loads(CliRunner().invoke(app, ["lint", write(tmp_path, objects), "-o", "json", "--fail-on",
+                                              "error"]).output)
+    found: dict[str, list[str]] = {}
+    for f in out:
+        found.setdefault(f["code"], []).append(f["message"])
+    return found
+
+
+def test_lint_finds_unreachable_baselines_admin_accepts_over_isolation_and_shadowed_rules(tmp_path):
+    closed = policy("slytherin", "closed", {"podSelector": {}})
+    base = cnp("base", "Baseline", 1, {"namespaces": {"matchLabels": {"house": "slytherin"}}},
+               ingress=[rule("Deny", [HOUSES])])
+    admin = cnp("open-up", "Admin", 1, HOUSES, ingress=[rule("Accept", [ns_sel(shared="yes")]),
+                                                        rule("Deny", [ns_sel(shared="yes")], [tcp(80)]),
+                                                        rule("Deny", [HOUSES], [tcp(80)])])
+    found = _lint(tmp_path, [*BASE, closed, base, admin])
+    assert "never consulted" in found["NP020"][0] and "banp" not in found["NP020"][0]
+    assert any("accepts before NetworkPolicy" in m and "slytherin/draco" in m for m in found["NP021"])
+    assert len(found["NP022"]) == 1 and "rule 1" in found["NP022"][0] and "rule 0" in found["NP022"][0]
+    quiet = _lint(tmp_path, [*BASE, base, cnp("fine", "Admin", 1, HOUSES, ingress=[
+        rule("Deny", [ns_sel(shared="yes")], [tcp(80)]), rule("Accept", [ns_sel(shared="yes")])])])
+    assert not {"NP020", "NP021", "NP022"} & set(quiet)

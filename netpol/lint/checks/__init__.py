@@ -26,6 +26,9 @@ CHECKS: tuple[Check, ...] = (
     services.duplicate_service,
     tiers.priority_tie,
     tiers.domain_names,
+    tiers.baseline_unreachable,
+    tiers.admin_accept_over_isolation,
+    tiers.rule_shadowed,
 )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.evaluate.tiers import subject_of
-from netpol.k8s.model import ClusterNetworkPolicy
+from netpol.evaluate.resolve import Endpoint, selects
+from netpol.evaluate.tiers import peer_matches, subject_of
+from netpol.k8s.model import DIRECTIONS, INGRESS, Action, ClusterNetworkPolicy, Tier
 from netpol.lint.context import Context
 from netpol.lint.registry import Hit, Location, check
 
@@ -56,3 +57,86 @@ def domain_names(ctx: Context) -> Iterator[Hit]:
                     yield at_cnp(ctx, cnp, "spec", "egress", i, "to", j, "domainNames"), \
                         f"egress rule {i} of {cnp.name} matches {', '.join(peer.domain_names)}: not verifiable " \
                         "offline (answers take it as matching nothing)"
+
+
+def _subject_pods(ctx: Context, cnp: ClusterNetworkPolicy) -> list:
+    return [p for p in ctx.cluster.pods if not p.host_network and subject_of(ctx.cluster, cnp, p)]
+
+
+def _isolated_by_np(ctx: Context, pod, direction: str) -> bool:
+    return any(pol.affects(direction) and selects(pol, pod) for pol in ctx.cluster.policies_in(pod.namespace))
+
+
+@check("NP020", "baseline-unreachable", "warning",
+       "A Baseline policy's rules for a direction are never consulted: NetworkPolicy isolates every pod it selects.")
+def baseline_unreachable(ctx: Context) -> Iterator[Hit]:
+    """
+    NetworkPolicy decides for the pods it isolates in a direction (allowing what its rules allow and
+    denying the rest), and the Baseline tier is then never asked. A Baseline policy whose every subject
+    pod (in the input) is isolated that way does nothing for that direction.
+    """
+    for cnp in ctx.cluster.cluster_policies:
+        if cnp.tier != Tier.BASELINE:
+            continue
+        pods = _subject_pods(ctx, cnp)
+        for direction in DIRECTIONS:
+            if pods and cnp.rules(direction) and all(_isolated_by_np(ctx, p, direction) for p in pods):
+                yield at_cnp(ctx, cnp, "spec", str(direction)), \
+                    f"the {direction} rules of Baseline {cnp.key} are never consulted: NetworkPolicy isolates " \
+                    f"all {len(pods)} pod{'s' if len(pods) != 1 else ''} it selects for {direction}"
+
+
+@check("NP021", "admin-accept-over-isolation", "info",
+       "An Admin Accept rule admits traffic that a NetworkPolicy of the pod's namespace would deny.")
+def admin_accept_over_isolation(ctx: Context) -> Iterator[Hit]:
+    """
+    The Admin tier comes before NetworkPolicy: an Accept there is final for that side, so it opens what
+    a namespace's own (default-deny) policy closes. Often meant (a platform's monitoring, DNS), but a
+    namespace owner reading only their NetworkPolicies will not see it.
+    """
+    for cnp in ctx.cluster.cluster_policies:
+        if cnp.tier != Tier.ADMIN:
+            continue
+        pods = _subject_pods(ctx, cnp)
+        for direction in DIRECTIONS:
+            isolated = [p for p in pods if _isolated_by_np(ctx, p, direction)]
+            for i, rule in enumerate(cnp.rules(direction)):
+                if rule.action == Action.ACCEPT and isolated:
+                    field = "from" if direction == INGRESS else "to"
+                    yield at_cnp(ctx, cnp, "spec", str(direction), i, field), \
+                        f"{direction} rule {i} of {cnp.key} accepts before NetworkPolicy for {len(isolated)} pod" \
+                        f"{'s' if len(isolated) != 1 else ''} a NetworkPolicy isolates ({isolated[0].key}" \
+                        f"{', …' if len(isolated) > 1 else ''}): their own policies cannot deny what it accepts"
+
+
+@check("NP022", "cnp-rule-shadowed", "warning",
+       "A ClusterNetworkPolicy rule that an earlier rule of the same policy always matches first.")
+def rule_shadowed(ctx: Context) -> Iterator[Hit]:
+    """
+    Rules apply in written order and the first match decides. A rule whose peers (pods and namespaces)
+    all match an earlier rule with no `protocols` (all traffic) never matches anything: reorder, or
+    narrow the earlier rule. Checked on the pods of the input.
+    """
+    pods = [p for p in ctx.cluster.pods if not p.host_network]
+    for cnp in ctx.cluster.cluster_policies:
+        for direction in DIRECTIONS:
+            rules = cnp.rules(direction)
+            for j, later in enumerate(rules):
+                if any(p.networks or p.nodes or p.domain_names for p in later.peers):
+                    continue
+                hit = set(_matched(ctx, later, pods))
+                if not hit:
+                    continue
+                for i, earlier in enumerate(rules[:j]):
+                    if earlier.ports is None and hit <= set(_matched(ctx, earlier, pods)):
+                        field = "from" if direction == INGRESS else "to"
+                        yield at_cnp(ctx, cnp, "spec", str(direction), j, field), \
+                            f"{direction} rule {j} of {cnp.key} never matches: rule {i} ({earlier.action}, every " \
+                            f"protocol) matches all {len(hit)} pod{'s' if len(hit) != 1 else ''} it names first"
+                        break
+
+
+def _matched(ctx: Context, rule, pods) -> Iterator[str]:
+    for p in pods:
+        if any(peer_matches(ctx.cluster, peer, Endpoint(pod=p), None) for peer in rule.peers):
+            yield p.key
