@@ -284,13 +284,33 @@ def test_big_matrices_stream_as_json_and_csv_and_text_says_why_it_will_not(tmp_p
             "spec": {"podSelector": {"matchLabels": {"app": "a0"}}}}
     path = tmp_path / "big.yaml"
     path.write_text("\n---\n".join(json.dumps(o) for o in [*pods, deny]))
-    doc = json.loads(run("matrix", "-f", str(path), "-o", "json").output)
+    doc = json.loads(run("matrix", "-f", str(path), "-o", "json", "-p", "80").output)
     assert len(doc["pods"]) == 520 and len(doc["probes"]) == 520 * 520
     assert set(doc["probes"][0]) == {"src", "dst", "port", "protocol", "allowed"}
     denied = {(p["src"], p["dst"]) for p in doc["probes"] if not p["allowed"]}
     assert denied and all(d.startswith("n0/") for _, d in denied)
-    rows = list(csv.DictReader(io.StringIO(run("matrix", "-f", str(path), "-o", "csv").output)))
+    rows = list(csv.DictReader(io.StringIO(run("matrix", "-f", str(path), "-o", "csv", "-p", "80").output)))
     assert len(rows) == 520 * 520 and {(r["src"], r["dst"]) for r in rows if r["allowed"] == "false"} == denied
-    text = run("matrix", "-f", str(path))
+    text = run("matrix", "-f", str(path), "-p", "80")
     assert text.exit_code == 2 and "unreadable" in text.output and "--namespace" in text.output
-    assert run("matrix", "-f", str(path), "-n", "n1").exit_code == 0
+    assert run("matrix", "-f", str(path), "-n", "n1", "-p", "80").exit_code == 0
+
+
+def test_matrix_without_a_port_shows_each_pairs_connection_set():
+    from netpol.evaluate.conns import connections
+    from netpol.evaluate.resolve import endpoint
+    from netpol.k8s import load_cluster
+    doc = json.loads(run("matrix", "-f", POL, "-o", "json").output)
+    cluster = load_cluster([POL])
+    assert set(doc) == {"pods", "connections"} and len(doc["connections"]) == len(doc["pods"]) ** 2
+    for row in doc["connections"]:
+        if row["src"] == row["dst"]:
+            assert row["conn"] == "All Connections"  # a pod's own cell
+        else:
+            assert row["conn"] == str(connections(cluster, endpoint(cluster, row["src"]), endpoint(cluster, row["dst"])))
+    assert {r["conn"] for r in doc["connections"]} >= {"TCP 5432", "No Connections", "All Connections"}
+    text = run("matrix", "-f", POL).output
+    assert "tenant3/frontend-0 => tenant3/db-0       : TCP 5432" in text
+    rows = list(csv.DictReader(io.StringIO(run("matrix", "-f", POL, "-o", "csv").output)))
+    assert [(r["src"], r["dst"], r["connections"]) for r in rows] == [(r["src"], r["dst"], r["conn"])
+                                                                       for r in doc["connections"]]

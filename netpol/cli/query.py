@@ -22,6 +22,7 @@ from netpol.cli.common import (
     options,
     user_errors,
 )
+from netpol.cli.connsets import print_connection_sets
 from netpol.cli.services import Outside, check_through, proxied, render, service_probes
 from netpol.errors import QueryError
 from netpol.escape import inert, md_code, plain
@@ -59,7 +60,7 @@ def _resolve_named(dst: Endpoint, name: str, protocol: str) -> int:
 
 
 def port_queries(port: list[str] | None, protocol: list[str] | None) -> list[PortQuery]:
-    """Every --port with every --protocol (defaults: 80, TCP)."""
+    """Every --port with every --protocol (defaults: 80, TCP; `matrix` without either shows connection sets)."""
     protos = [_protocol(p) for p in (protocol or ["TCP"])]
     return [PortQuery(_port(p), proto) for p in (port or ["80"]) for proto in protos]
 
@@ -212,7 +213,8 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
            services: Annotated[bool, typer.Option(
                "--services", help="Every pod to every Service port, per backend after DNAT (-p: Service ports "
                                   "by number or name; -o text, json or md).")] = False) -> None:
-    """Every ordered pair of pods (and workloads), for each port and protocol."""
+    """Every ordered pair of pods (and workloads), for each port and protocol; without --port, each
+    pair's allowed connection set."""
     if services:
         return service_matrix(port, namespace, output, filename, kubeconfig, context, ipblock_pods)
     if workloads:
@@ -223,12 +225,14 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
         if output not in RENDERERS and output not in STREAMS:
             hint = " (txt is for --workloads)" if output == "txt" else ""
             raise QueryError(f"-o {output!r}: expected text, json, csv or md{hint}")
-        queries = port_queries(port, protocol)
+        queries = port_queries(port, protocol) if port or protocol else []
         cluster = load_input(filename, kubeconfig, context)
         pods = in_namespaces(cluster, namespace)
         if output in RENDERERS and len(pods) > READABLE:
             raise QueryError(f"{len(pods)} pods: a {output} matrix of more than {READABLE} is unreadable; narrow "
                              "it with --namespace, list connections with --workloads, or write -o csv / -o json")
+        if not queries:  # no port asked: each pair's allowed connection set, not a silent TCP/80
+            return print_connection_sets(cluster, pods, options(ipblock_pods), output)
         result = compute(cluster, queries, pods, options(ipblock_pods))
     if output in STREAMS:
         for part in STREAMS[output](result):

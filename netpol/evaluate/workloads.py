@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -349,3 +349,24 @@ def external_ranges(cluster: Cluster) -> tuple[list[External], list[External]]:
     v6 = _has_v6(cluster, _Classes(cluster))
     return (_Atoms(_rule_blocks(cluster, INGRESS), (), v6).ranges,
             _Atoms(_rule_blocks(cluster, EGRESS), (), v6).ranges)
+
+
+def pair_connections(cluster: Cluster, pods: Iterable[Pod], opts: Options = Options()
+                     ) -> Iterator[tuple[Pod, Pod, ConnSet]]:
+    """Every ordered pair of pods (a pod with itself too) and its allowed connection set, streamed.
+    Pods the policies cannot tell apart share one computation (`_Classes`); the own node matters
+    where a host-network pod is involved."""
+    classes = _Classes(cluster, opts)
+    pods = list(pods)
+    cache: dict[tuple, ConnSet] = {}
+    for s in pods:
+        for d in pods:
+            if s is d and s.kind == "Pod":
+                yield s, d, ALL_CONNS  # a pod's own cell: always allowed
+                continue
+            nodes = (s.node_name, d.node_name) if s.host_network or d.host_network else None
+            key = (classes.key(s), classes.key(d), nodes, s is d)
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = canonical(connections(cluster, Endpoint(pod=s), Endpoint(pod=d), opts))
+            yield s, d, found
