@@ -9,7 +9,7 @@ from importlib import resources
 import jsonschema
 import pytest
 from support.lintkit import WORLD, docs, line_of, policy, write
-from support.paths import POLICIES
+from support.paths import POLICIES, ROOT
 from typer.testing import CliRunner
 
 from netpol.cli import app
@@ -200,3 +200,22 @@ def test_pre_commit_hook_definition():
     hooks = YAML(typ="safe").load((POLICIES.parent / ".pre-commit-hooks.yaml").read_text())
     [hook] = hooks
     assert hook["id"] == "netpol-lint" and hook["entry"] == "netpol lint" and hook["language"] == "python"
+
+
+def test_the_documented_pre_commit_hook_reports_on_changed_files_with_the_folder_as_context():
+    from ruamel.yaml import YAML
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### pre-commit", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    hook = YAML(typ="safe").load(block)["repos"][0]["hooks"][0]
+    folder = str(POLICIES) + "/"
+    args = [folder if a == "deploy/" else a for a in hook["args"]]
+    changed = [str(POLICIES / "tenant3-db.yaml")]
+    assert all(re.search(hook["files"].replace("deploy/", "policies/"), "policies/" + f.rsplit("/", 1)[1])
+               for f in changed)
+    with_context = CliRunner().invoke(app, ["lint", *args, *changed, "-o", "json"])
+    alone = CliRunner().invoke(app, ["lint", *[a for a in args if a not in ("--context", folder)], *changed,
+                                     "-o", "json"])
+    found = json.loads(with_context.output)
+    assert with_context.exit_code == 0 and all(f["file"].endswith("tenant3-db.yaml") for f in found)
+    assert "NP007" in {f["code"] for f in json.loads(alone.output)}  # what the file alone would wrongly say
+    assert "NP007" not in {f["code"] for f in found}

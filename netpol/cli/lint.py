@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from netpol.errors import NetpolError
 from netpol.lint import lint as run_lint
 from netpol.lint import load_settings
 from netpol.lint.checks import all_checks
+from netpol.lint.engine import Report
 from netpol.lint.output import FORMATS, explain
 
 
@@ -37,7 +39,11 @@ def lint(paths: Annotated[list[str] | None, typer.Argument(
              "--config", metavar="PYPROJECT", help="Settings file (default: nearest pyproject.toml with "
              "[tool.netpol.lint]).")] = None,
          explain_code: Annotated[str | None, typer.Option(
-             "--explain", metavar="CODE", help="Explain a check and exit.")] = None) -> None:
+             "--explain", metavar="CODE", help="Explain a check and exit.")] = None,
+         context: Annotated[list[str] | None, typer.Option(
+             "--context", metavar="PATH", help="Also read these files or folders (repeatable) for the pods, "
+             "namespaces and policies the checks compare with, but report only on PATH... (a pre-commit "
+             "hook's changed files).")] = None) -> None:
     """Lint NetworkPolicies (with the pods and namespaces given). Exit 0 clean, 1 findings, 2 input error."""
     with user_errors():
         if explain_code is not None:
@@ -53,6 +59,20 @@ def lint(paths: Annotated[list[str] | None, typer.Argument(
             raise NetpolError("no input: give PATH... (files, folders or -)")
         settings = load_settings(config).with_cli(
             select, ignore, fail_on, tenant_label, None if ipblock_pods is None else options(ipblock_pods).ipblock_pods)
-        report = run_lint(inputs, settings)
+        if context:
+            report = run_lint(list(dict.fromkeys([*context, *inputs])), settings)
+            report = Report([f for f in report.findings if _within(f.file, inputs)], report.timings)
+        else:
+            report = run_lint(inputs, settings)
     typer.echo(FORMATS[output](report.findings))
     raise typer.Exit(report.exit_code(settings.fail_on))
+
+
+def _within(file: str, paths: list[str]) -> bool:
+    """Whether a finding's file is one of the paths, or inside one of them."""
+    here = os.path.normpath(file)
+    for p in paths:
+        p = os.path.normpath(p)
+        if here == p or here.startswith(p.rstrip(os.sep) + os.sep):
+            return True
+    return False

@@ -66,6 +66,7 @@ def read(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -
     errors: list[tuple[Location, str]] = []
     excluded = False
     paths = list(paths)
+    seen: set[str] = set()  # a file named twice (in a folder and alone) is read once
     for path in paths:
         try:
             files = ["-"] if path == "-" else [os.path.normpath(f) for f in _files(path)]
@@ -73,6 +74,9 @@ def read(paths: Iterable[str], exclude: tuple[str, ...] = (), root: str = ".") -
             errors.append(_error(exc))
             continue
         for file in files:
+            if file in seen:
+                continue
+            seen.add(file)
             if file != "-" and _excluded(file, exclude, root):
                 excluded = True
                 continue
