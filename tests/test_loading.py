@@ -301,3 +301,15 @@ def test_no_input_and_no_cluster_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(NetpolError, match="no input: give -f/--filename"):
         load_cluster(None)
+
+
+@pytest.mark.parametrize(("marker", "hint"), [("Chart.yaml", "helm template"), ("kustomization.yaml", "kubectl kustomize")])
+def test_template_folders_say_how_to_render_them(tmp_path, marker, hint):
+    from netpol.errors import InputError
+    from netpol.k8s.load import load_paths
+    (tmp_path / marker).write_text("apiVersion: v2\n")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "np.yaml").write_text("kind: {{ .Values.kind }}\n")
+    with pytest.raises(InputError, match=hint) as err:
+        load_paths([str(tmp_path)])
+    assert err.value.file.endswith(marker)

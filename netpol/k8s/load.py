@@ -207,12 +207,26 @@ def _regular(path: str) -> bool:
         return False
 
 
+# files that say a folder holds templates, not objects: what to run to get the objects
+TEMPLATES = {"Chart.yaml": "a Helm chart: render it first, e.g. `helm template NAME {} | netpol ... -f -`",
+             "kustomization.yaml": "a Kustomize base: build it first, e.g. `kubectl kustomize {} | netpol ... -f -`",
+             "kustomization.yml": "a Kustomize base: build it first, e.g. `kubectl kustomize {} | netpol ... -f -`"}
+
+
+def _not_a_template(folder: str, names: list[str]) -> None:
+    """Templates are not Kubernetes objects: say what they are instead of failing on `{{ ... }}`."""
+    for marker, hint in TEMPLATES.items():
+        if marker in names:
+            raise InputError(f"{folder} is {hint.format(folder)}", os.path.join(folder, marker))
+
+
 def _files(path: str) -> Iterator[str]:
     """Regular files only: a FIFO or a device (/dev/zero) named by mistake or by malice is refused,
     and a folder's other entries are skipped."""
     if os.path.isdir(path):
         for root, dirs, names in os.walk(path):
             dirs.sort()
+            _not_a_template(root, names)
             for name in sorted(names):
                 full = os.path.join(root, name)
                 if name.endswith(SUFFIXES) and _regular(full):
