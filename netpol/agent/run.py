@@ -110,7 +110,8 @@ class Agent:
             cfg = self.cfg = dataclasses.replace(cfg, pod_cidrs=node_pod_cidrs(api, cfg.node))
         build = self._build or Pipeline(cfg)
         enforcer = self.enforcer = self.enforcer or Enforcer(cfg.netns)
-        revoke = Revoker(cfg, self.metrics) if cfg.established == "revoke" else None
+        # --audit promises nothing dropped: established connections are left alone too
+        revoke = Revoker(cfg, self.metrics) if cfg.established == "revoke" and not cfg.audit else None
         reconciler = self.reconciler = Reconciler(enforcer, build, self.metrics, debounce=cfg.debounce,
                                                   resync_period=cfg.resync_period, on_batch=self._on_batch,
                                                   revoke=revoke)
