@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from netpol.k8s.model import DIRECTIONS, EGRESS, INGRESS, NS_NAME_LABEL, NetworkPolicy, Options, Pod
+from netpol.k8s.model import (
+    DIRECTIONS,
+    EGRESS,
+    INGRESS,
+    NS_NAME_LABEL,
+    Direction,
+    IPBlock,
+    NetworkPolicy,
+    Options,
+    Pod,
+    Rule,
+)
 from netpol.k8s.source import Path_
 from netpol.lint.index import Index, first
 from netpol.lint.inputs import Input
@@ -50,6 +62,23 @@ class Context:
             src = pod.source
             return Location(src.file if src else "<input>", src.line if src else 0, 0, None, pod.namespace)
         return Location.of(raw, path, pod.namespace)
+
+    def at_object(self, kind: str, namespace: str, name: str, source, *path: str | int) -> Location:
+        """Any object by kind and name (cluster-scoped: namespace ""), else where its model came from."""
+        raw = self.input.raw_of(kind, namespace, name)
+        if raw is None:
+            return Location(source.file if source else "<input>", source.line if source else 0, 0, None,
+                            namespace or None)
+        return Location.of(raw, tuple(path), namespace or None)
+
+    def ip_block_peers(self) -> Iterator[tuple[NetworkPolicy, Direction, int, Rule, int, IPBlock]]:
+        """(policy, direction, rule index, rule, peer index, ipBlock) for every ipBlock peer."""
+        for pol in self.cluster.policies:
+            for direction in DIRECTIONS:
+                for i, rule in enumerate(pol.rules(direction)):
+                    for j, peer in enumerate(rule.peers):
+                        if peer.ip_block is not None:
+                            yield pol, direction, i, rule, j, peer.ip_block
 
     def at_namespace(self, name: str) -> Location:
         """The Namespace object, else the first pod of the namespace, else its first policy."""

@@ -231,18 +231,23 @@ class Channel:
                 i += (size + 3) & ~3
         return out
 
-    def ask(self, requests: Sequence[tuple[int, int, int, bytes]]) -> list[int]:
-        """Send (type, flags, family, attrs) requests in one write; each one's error code (0: done)."""
+    def _exchange(self, requests: Sequence[tuple[int, int, int, bytes]]) -> list[tuple[int, bytes]]:
+        """Send (type, flags, family, attrs) requests in one write; each one's answer (type, payload)."""
         seqs, parts = [], []
         for kind, flags, family, body in requests:
-            seq, msg = self._message(kind, flags | NLM_F_REQUEST | NLM_F_ACK, family, body)
+            seq, msg = self._message(kind, flags, family, body)
             seqs.append(seq)
             parts.append(msg)
         if not seqs:
             return []
         self._sock.send(b"".join(parts))
         replies = self._replies(set(seqs))
-        return [_errno(replies[s][1]) if replies[s][0] == NLMSG_ERROR else 0 for s in seqs]
+        return [replies[s] for s in seqs]
+
+    def ask(self, requests: Sequence[tuple[int, int, int, bytes]]) -> list[int]:
+        """Send (type, flags, family, attrs) requests in one write; each one's error code (0: done)."""
+        answers = self._exchange([(k, f | NLM_F_REQUEST | NLM_F_ACK, fam, b) for k, f, fam, b in requests])
+        return [_errno(payload) if kind == NLMSG_ERROR else 0 for kind, payload in answers]
 
     def dump(self, kind: int, family: int, body: bytes = b"") -> Iterator[bytes]:
         """The payloads (after the nfgenmsg header) of a dump request's answer, as they arrive."""
@@ -305,21 +310,14 @@ class Channel:
 
     def get(self, table: str, requests: Sequence[tuple[str, Wire]]) -> list[Wire | None]:
         """Read elements back by key (an interval set answers with the range holding the key)."""
-        seqs, parts = [], []
+        asks = []
         for name, wire in requests:
             elem = nest(LIST_ELEM, nest(ELEM_KEY, attr(DATA_VALUE, wire.key)),
                          *([u32(ELEM_FLAGS, wire.flags)] if wire.flags else []))
             attrs = _string(LIST_TABLE, table) + _string(LIST_SET, name) + nest(LIST_ELEMENTS, elem)
-            seq, msg = self._message((NFNL_SUBSYS_NFTABLES << 8) | GETSETELEM, NLM_F_REQUEST, NFPROTO_INET, attrs)
-            seqs.append(seq)
-            parts.append(msg)
-        if not seqs:
-            return []
-        self._sock.send(b"".join(parts))
-        replies = self._replies(set(seqs))
+            asks.append(((NFNL_SUBSYS_NFTABLES << 8) | GETSETELEM, NLM_F_REQUEST, NFPROTO_INET, attrs))
         out: list[Wire | None] = []
-        for seq in seqs:
-            kind, payload = replies[seq]
+        for kind, payload in self._exchange(asks):
             if kind == NLMSG_ERROR and _errno(payload) == errno.ENOENT:
                 out.append(None)
                 continue

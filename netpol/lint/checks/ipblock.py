@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netpol.k8s.model import DIRECTIONS
 from netpol.lint.context import PEERS_FIELD, Context
 from netpol.lint.registry import Hit, check
 
@@ -23,17 +22,12 @@ def ipblock_covers_pods(ctx: Context) -> Iterator[Hit]:
           - ipBlock: {cidr: 0.0.0.0/0}     # covers every pod too; add except: [<pod CIDR>]
     """
     idx = ctx.index
-    for pol in ctx.cluster.policies:
-        for direction in DIRECTIONS:
-            for i, rule in enumerate(pol.rules(direction)):
-                for j, peer in enumerate(rule.peers):
-                    if peer.ip_block is None:
-                        continue
-                    covered = idx.ip_block(peer.ip_block) & idx.policed
-                    if not covered:
-                        continue
-                    n = covered.bit_count()
-                    yield ctx.at_rule(pol, direction, i, PEERS_FIELD[direction], j, "ipBlock", "cidr"), \
-                        f"{direction} rule {i} ipBlock {peer.ip_block.describe()} covers the address of {n} " \
-                        f"pod{'s' if n != 1 else ''} ({idx.keys(covered)}); implementations differ on whether " \
-                        f"ipBlock matches pod traffic"
+    for pol, direction, i, _, j, block in ctx.ip_block_peers():
+        covered = idx.ip_block(block) & idx.policed
+        if not covered:
+            continue
+        n = covered.bit_count()
+        yield ctx.at_rule(pol, direction, i, PEERS_FIELD[direction], j, "ipBlock", "cidr"), \
+            f"{direction} rule {i} ipBlock {block.describe()} covers the address of {n} " \
+            f"pod{'s' if n != 1 else ''} ({idx.keys(covered)}); implementations differ on whether " \
+            f"ipBlock matches pod traffic"

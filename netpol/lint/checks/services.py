@@ -23,11 +23,7 @@ def service_pods(ctx: Context, svc: Service) -> int:
 
 
 def at_service(ctx: Context, svc: Service, *path: str | int) -> Location:
-    raw = ctx.input.raw_of("Service", svc.namespace, svc.name)
-    if raw is None:
-        src = svc.source
-        return Location(src.file if src else "<input>", src.line if src else 0, 0, None, svc.namespace)
-    return Location.of(raw, tuple(path), svc.namespace)
+    return ctx.at_object("Service", svc.namespace, svc.name, svc.source, *path)
 
 
 def _covers(entry: PolicyPort, number: int, protocol: str) -> bool:
@@ -99,20 +95,15 @@ def ipblock_service_address(ctx: Context) -> Iterator[Hit]:
         - to:
           - ipBlock: {cidr: 10.96.0.10/32}    # the ClusterIP of kube-dns: never matched
     """
-    for pol in ctx.cluster.policies:
-        for direction in DIRECTIONS:
-            for i, rule in enumerate(pol.rules(direction)):
-                for j, peer in enumerate(rule.peers):
-                    if peer.ip_block is None:
-                        continue
-                    hits = [(s, a) for s in ctx.cluster.services for a in s.addresses if peer.ip_block.contains(a)]
-                    if not hits:
-                        continue
-                    svc, address = hits[0]
-                    more = f" and {len(hits) - 1} more" if len(hits) > 1 else ""
-                    yield ctx.at_rule(pol, direction, i, PEERS_FIELD[direction], j, "ipBlock", "cidr"), \
-                        f"{direction} rule {i} ipBlock {peer.ip_block.describe()} covers {address}, an address of " \
-                        f"Service {svc.key}{more}; policies see the backend pod after DNAT, never a Service address"
+    for pol, direction, i, _, j, block in ctx.ip_block_peers():
+        hits = [(s, a) for s in ctx.cluster.services for a in s.addresses if block.contains(a)]
+        if not hits:
+            continue
+        svc, address = hits[0]
+        more = f" and {len(hits) - 1} more" if len(hits) > 1 else ""
+        yield ctx.at_rule(pol, direction, i, PEERS_FIELD[direction], j, "ipBlock", "cidr"), \
+            f"{direction} rule {i} ipBlock {block.describe()} covers {address}, an address of " \
+            f"Service {svc.key}{more}; policies see the backend pod after DNAT, never a Service address"
 
 
 @check("NP015", "external-source-behind-snat", "warning",

@@ -12,11 +12,7 @@ from netpol.lint.registry import Hit, Location, check
 
 
 def at_cnp(ctx: Context, cnp: ClusterNetworkPolicy, *path: str | int) -> Location:
-    raw = ctx.input.raw_of(cnp.kind, "", cnp.name)
-    if raw is None:
-        src = cnp.source
-        return Location(src.file if src else "<input>", src.line if src else 0, 0, None)
-    return Location.of(raw, tuple(path))
+    return ctx.at_object(cnp.kind, "", cnp.name, cnp.source, *path)
 
 
 @check("NP018", "cnp-priority-tie", "warning",
