@@ -147,7 +147,7 @@ def test_check_workloads(tmp_path):
     (["tenant2/app-0", "tenant3/db-0", "-p", "70000"], ["--port 70000: out of range 1-65535"]),
     (["tenant2/app-0", "tenant3/db-0", "-p", "0"], ["out of range"]),
     (["tenant2/app-0", "tenant3/db-0", "-p", "80", "--protocol", "ICMP"], ["--protocol 'ICMP'"]),
-    (["tenant2/app-0", "tenant3/db-0", "-p", "80", "-o", "yaml"], ["-o 'yaml': expected text or json"]),
+    (["tenant2/app-0", "tenant3/db-0", "-p", "80", "-o", "xml"], ["-o 'xml': expected text, json or yaml"]),
     (["tenant2/app-0", "tenant3/db-0", "-p", "80", "--ipblock-pods", "maybe"], ["--ipblock-pods 'maybe'"]),
 ])
 def test_check_bad_queries_exit_2(args, fragments):
@@ -314,3 +314,37 @@ def test_matrix_without_a_port_shows_each_pairs_connection_set():
     rows = list(csv.DictReader(io.StringIO(run("matrix", "-f", POL, "-o", "csv").output)))
     assert [(r["src"], r["dst"], r["connections"]) for r in rows] == [(r["src"], r["dst"], r["conn"])
                                                                        for r in doc["connections"]]
+
+
+def test_yaml_output_is_the_json_contract():
+    from ruamel.yaml import YAML
+    for args in (["check", "tenant2/app-0", "tenant3/db-0", "-p", "5432", "-f", POL],
+                 ["check", "tenant2/app-0", "tenant3/service/db", "-f", POL], ["lint", POL]):
+        as_json = json.loads(run(*args, "-o", "json").stdout)
+        as_yaml = YAML(typ="safe").load(run(*args, "-o", "yaml").stdout)
+        assert as_yaml == as_json, args
+    text = run("check", "tenant2/app-0", "tenant3/db-0", "-p", "5432", "-f", POL, "-o", "yaml").stdout
+    assert text.startswith("allowed: true\nsrc: tenant2/app-0\n")  # the contract's order
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
+    import io as io_module
+
+    from netpol.cli.common import colour_wanted, paint
+    assert paint("DENIED: a -> b", wanted=True) == "\033[31mDENIED\033[0m: a -> b"
+    assert paint("x [warning] y", wanted=False) == "x [warning] y"
+
+    class Tty(io_module.StringIO):
+        def isatty(self) -> bool:
+            return True
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert colour_wanted(Tty()) and not colour_wanted(io_module.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not colour_wanted(Tty())
+    assert "\033[" not in run("check", "tenant1/web-0", "tenant3/db-0", "-p", "5432", "-f", POL).stdout  # piped
+
+
+def test_shell_completion_is_offered():
+    out = run("--show-completion", "bash")
+    assert out.exit_code == 0 and "_completion()" in out.stdout and "complete -o default" in out.stdout

@@ -12,7 +12,7 @@ from netpol import __version__
 from netpol.errors import NetpolError
 from netpol.escape import inert, plain
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Kubernetes NetworkPolicy: enforce with nftables, check and lint offline.")
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
+import re
+import sys
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -62,3 +65,31 @@ def in_namespaces(cluster: Cluster, namespaces: list[str] | None, what: str = "p
         where = f" in namespace {', '.join(namespaces)}" if namespaces else ""
         raise QueryError(f"nothing to show: the input has no {what}{where}")
     return pods
+
+
+_COLOURS = {"ALLOWED": "32", "DENIED": "31", "PARTIAL": "33", "NO ENDPOINTS": "33",
+            "[error]": "31", "[warning]": "33", "[info]": "34"}
+_WORDS = re.compile("|".join(re.escape(w) for w in sorted(_COLOURS, key=len, reverse=True)))
+
+
+def colour_wanted(stream=None) -> bool:
+    """On a terminal only, and never with NO_COLOR set (https://no-color.org) or TERM=dumb."""
+    stream = stream or sys.stdout
+    return (not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+            and hasattr(stream, "isatty") and stream.isatty())
+
+
+def paint(text: str, wanted: bool | None = None) -> str:
+    """Verdicts and severities in colour where `colour_wanted` (text made safe before: codes added here)."""
+    if not (colour_wanted() if wanted is None else wanted):
+        return text
+    return _WORDS.sub(lambda m: f"\033[{_COLOURS[m.group(0)]}m{m.group(0)}\033[0m", text)
+
+
+def as_yaml(json_text: str) -> str:
+    """`-o yaml`: the JSON document (the same contract, in its key order) as block-style YAML."""
+    import json
+
+    import yaml
+    return yaml.safe_dump(json.loads(json_text), sort_keys=False, default_flow_style=False, allow_unicode=True,
+                          width=1 << 16).rstrip("\n")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import options, user_errors
+from netpol.cli.common import as_yaml, options, paint, user_errors
 from netpol.errors import NetpolError
 from netpol.lint import lint as run_lint
 from netpol.lint import load_settings
@@ -22,7 +22,7 @@ def lint(paths: Annotated[list[str] | None, typer.Argument(
              help="Files or folders (recursive) of Kubernetes objects, or - for stdin.", show_default=False)] = None,
          filename: Annotated[list[str] | None, typer.Option(
              "-f", "--filename", help="More input, as PATH; repeatable.")] = None,
-         output: Annotated[str, typer.Option("-o", "--output", help="text, json, sarif or github")] = "text",
+         output: Annotated[str, typer.Option("-o", "--output", help="text, json, yaml, sarif or github")] = "text",
          fail_on: Annotated[str | None, typer.Option(
              "--fail-on", metavar="error|warning|info", help="Exit 1 on findings this severe or worse [error].",
              show_default=False)] = None,
@@ -52,8 +52,8 @@ def lint(paths: Annotated[list[str] | None, typer.Argument(
                 raise NetpolError(f"--explain {explain_code!r}: no such check (see `netpol lint --explain NP001`..)")
             typer.echo(explain(code))
             raise typer.Exit(0)
-        if output not in FORMATS:
-            raise NetpolError(f"-o {output!r}: expected {', '.join(FORMATS)}")
+        if output not in FORMATS and output != "yaml":
+            raise NetpolError(f"-o {output!r}: expected {', '.join(FORMATS)} or yaml")
         inputs = list(paths or []) + list(filename or [])
         if not inputs:
             raise NetpolError("no input: give PATH... (files, folders or -)")
@@ -64,7 +64,8 @@ def lint(paths: Annotated[list[str] | None, typer.Argument(
             report = Report([f for f in report.findings if _within(f.file, inputs)], report.timings)
         else:
             report = run_lint(inputs, settings)
-    typer.echo(FORMATS[output](report.findings))
+    text = as_yaml(FORMATS["json"](report.findings)) if output == "yaml" else FORMATS[output](report.findings)
+    typer.echo(paint(text) if output == "text" else text)
     raise typer.Exit(report.exit_code(settings.fail_on))
 
 

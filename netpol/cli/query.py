@@ -17,9 +17,11 @@ from netpol.cli.common import (
     Filenames,
     IpblockPods,
     Kubeconfig,
+    as_yaml,
     in_namespaces,
     load_input,
     options,
+    paint,
     user_errors,
 )
 from netpol.cli.connsets import print_connection_sets
@@ -86,7 +88,7 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
                                    "name); omitted: every port.")] = None,
           protocol: Annotated[str | None, typer.Option(
               "--protocol", help="TCP, UDP or SCTP (default TCP; without --port: any protocol).")] = None,
-          output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
+          output: Annotated[str, typer.Option("-o", "--output", help="text, json or yaml")] = "text",
           filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
           ipblock_pods: IpblockPods = "true",
           via: Annotated[str | None, typer.Option(
@@ -99,8 +101,8 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
     """Can SRC reach DST on a port, and which policy and rule decided? Exit 0 allowed, 1 denied (or, to a
     Service, denied or allowed by only some backends)."""
     with user_errors():
-        if output not in ("text", "json"):
-            raise QueryError(f"-o {output!r}: expected text or json")
+        if output not in ("text", "json", "yaml"):
+            raise QueryError(f"-o {output!r}: expected text, json or yaml")
         proto = _protocol(protocol) if protocol is not None else None
         number = _port(port) if port is not None else None
         opts = options(ipblock_pods)
@@ -124,7 +126,11 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
     doc = verdict.contract()
     if conns is not None:
         doc.update(port=None, allowed=allowed, connections=str(conns))
-    typer.echo(json.dumps(doc, indent=2) if output == "json" else _text(verdict, doc["allowed"], conns))
+    if output == "text":
+        typer.echo(paint(_text(verdict, doc["allowed"], conns)))
+    else:
+        text = json.dumps(doc, indent=2)
+        typer.echo(as_yaml(text) if output == "yaml" else text)
     raise typer.Exit(0 if doc["allowed"] else 1)
 
 

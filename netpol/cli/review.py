@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from netpol.cli import app
-from netpol.cli.common import IpblockPods, in_namespaces, load_input, options, user_errors
+from netpol.cli.common import IpblockPods, as_yaml, in_namespaces, load_input, options, user_errors
 from netpol.errors import QueryError
 from netpol.evaluate.diff import RENDERERS, diff
 from netpol.evaluate.workloads import connectivity, render
@@ -17,20 +17,21 @@ from netpol.evaluate.workloads import connectivity, render
 def diff_command(
         old: Annotated[str, typer.Argument(help="The manifests before the change: a file or folder.")],
         new: Annotated[str, typer.Argument(help="The manifests after the change: a file or folder.")],
-        output: Annotated[str, typer.Option("-o", "--output", help="text, json or md")] = "text",
+        output: Annotated[str, typer.Option("-o", "--output", help="text, json, yaml or md")] = "text",
         fail_on_added: Annotated[bool, typer.Option(
             "--fail-on-added", help="Exit 1 when the change allows anything that was denied.")] = False,
         ipblock_pods: IpblockPods = "true") -> None:
     """Connections between workloads (and external ranges) that the change adds, removes and changes."""
     with user_errors():
-        if output not in RENDERERS:
-            raise QueryError(f"-o {output!r}: expected text, json or md")
+        if output not in RENDERERS and output != "yaml":
+            raise QueryError(f"-o {output!r}: expected text, json, yaml or md")
         opts = options(ipblock_pods)
         before, after = load_input([old], allow_empty=True), load_input([new], allow_empty=True)
         if not (before.pods or before.policies or after.pods or after.policies):
             raise QueryError(f"nothing to compare: neither {old} nor {new} holds pods, workloads or policies")
         result = diff(before, after, opts)
-    typer.echo(RENDERERS[output](result))
+    text = as_yaml(RENDERERS["json"](result)) if output == "yaml" else RENDERERS[output](result)
+    typer.echo(text)
     raise typer.Exit(1 if fail_on_added and result.opens else 0)
 
 

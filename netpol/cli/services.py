@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import typer
 
+from netpol.cli.common import as_yaml, paint
 from netpol.errors import QueryError
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.decide import SideVerdict
@@ -68,11 +69,12 @@ def check_through(cluster: Cluster, src: Endpoint, svc: Service, dst_text: str, 
         verdicts = [check_service(cluster, src, svc, sp, address, opts) for sp in ports(svc, port, protocol)]
     else:
         verdicts = _from_outside(cluster, src, svc, port, protocol, opts, outside)
-    if output == "json":
+    if output in ("json", "yaml"):
         docs = [v.contract() for v in verdicts]
-        typer.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+        text = json.dumps(docs[0] if len(docs) == 1 else docs, indent=2)
+        typer.echo(as_yaml(text) if output == "yaml" else text)
     else:
-        typer.echo("\n".join(_text(v) for v in verdicts))
+        typer.echo(paint("\n".join(_text(v) for v in verdicts)))
     raise typer.Exit(0 if all(v.allowed for v in verdicts) else 1)
 
 
