@@ -434,3 +434,10 @@ def test_without_the_cluster_network_policy_crd_the_agent_still_syncs(lab, clust
     cluster.web_only_from(CLIENTS)
     start()  # ready: waits for the first full sync
     expect(lab, {(2, 0): False, (1, 0): True})
+
+
+def test_a_node_name_no_pod_runs_on_is_warned_about(lab, cluster, start, caplog):
+    import logging
+    caplog.set_level(logging.WARNING, logger="netpol.agent")
+    start(node="no-such-node")
+    assert any("no pod on this node" in r.getMessage() for r in caplog.records)

@@ -227,6 +227,10 @@ class Reconciler:
         first = not self.ready.is_set()
         if first or result.kind != "none":
             log.info("first full sync applied" if first else "synced", extra={"fields": fields})
+        if first and built.pods == 0 and any(p.kind == "Pod" and p.ips for p in snap.cluster.pods):
+            log.warning("the first sync found no pod on this node among the cluster's: is --node (NODE_NAME) "
+                        "the node's name as the API knows it?", extra={"fields": {
+                            "cluster_pods": len(snap.cluster.pods)}})
         if first:
             self.ready.set()
             self._metrics.ready.set(1)
