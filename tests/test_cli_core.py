@@ -51,8 +51,9 @@ def test_check_denied_exits_1_and_reads_well():
     assert r.stdout.splitlines() == [
         "DENIED: tenant1/web-0 -> tenant3/db-0 TCP/5432",
         "  egress:  policy tenant1/default-deny selects tenant1/web-0 for egress and allows nothing",
-        "  ingress: policy tenant3/db-access selects tenant3/db-0 for ingress; rule 0 allows TCP/5432 (postgres) "
-        "from pods role=frontend in tenant3 or namespace tenant2, but source tenant1/web-0 matches neither"]
+        "  ingress: policy tenant3/db-access selects tenant3/db-0 for ingress:",  # one line per rule that missed
+        "             rule 0 allows TCP/5432 (postgres) from pods role=frontend in tenant3 or namespace tenant2, "
+        "but source tenant1/web-0 matches neither"]
 
 
 def test_check_json_shape():
@@ -204,10 +205,12 @@ def test_check_text_puts_each_isolating_policy_on_its_own_line(tmp_path):
     r = check("tenant3/worker-0", "tenant3/db-0", "-p", "5432", "-f", POL, "-f", str(tmp_path))
     assert r.exit_code == 1
     assert r.stdout.splitlines()[2:] == [
-        "  ingress: policy tenant3/db-access selects tenant3/db-0 for ingress; rule 0 allows TCP/5432 (postgres) "
-        "from pods role=frontend in tenant3 or namespace tenant2, but source tenant3/worker-0 matches neither",
-        "           policy tenant3/monitoring selects tenant3/db-0 for ingress; rule 0 allows TCP/9090 from "
-        "namespaces team=monitoring, but source tenant3/worker-0 does not match and TCP/5432 is not among its ports"]
+        "  ingress: policy tenant3/db-access selects tenant3/db-0 for ingress:",
+        "             rule 0 allows TCP/5432 (postgres) from pods role=frontend in tenant3 or namespace tenant2, "
+        "but source tenant3/worker-0 matches neither",
+        "           policy tenant3/monitoring selects tenant3/db-0 for ingress:",
+        "             rule 0 allows TCP/9090 from namespaces team=monitoring, but source tenant3/worker-0 does not "
+        "match and TCP/5432 is not among its ports"]
 
 
 def test_installed_command_has_no_traceback(tmp_path):

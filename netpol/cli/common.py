@@ -14,6 +14,7 @@ import typer
 
 from netpol.errors import NetpolError, QueryError
 from netpol.escape import inert, plain
+from netpol.evaluate.decide import SideVerdict
 from netpol.k8s import ignored, load_cluster
 from netpol.k8s.model import Cluster, Options, Pod
 
@@ -93,3 +94,14 @@ def as_yaml(json_text: str) -> str:
     import yaml
     return yaml.safe_dump(json.loads(json_text), sort_keys=False, default_flow_style=False, allow_unicode=True,
                           width=1 << 16).rstrip("\n")
+
+
+def side_lines(d: SideVerdict) -> list[str]:
+    """One line per isolating policy; under a denying NetworkPolicy, one line per rule that missed."""
+    if d.details and len(d.details) == len(d.reasons):
+        out = []
+        for head, rules in d.details:
+            out.append(plain(head) + (":" if rules else ""))
+            out += ["  " + plain(r) for r in rules]
+        return out
+    return [plain(r) for r in d.reasons]

@@ -22,6 +22,7 @@ from netpol.cli.common import (
     load_input,
     options,
     paint,
+    side_lines,
     user_errors,
 )
 from netpol.cli.connsets import print_connection_sets
@@ -72,10 +73,9 @@ def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None) -> str:
     head = f"{'ALLOWED' if allowed else 'DENIED'}: {src} -> {dst} {v.protocol}/{v.port}"
     if conns is not None:
         head = f"{'ALLOWED' if allowed else 'DENIED'}: {src} -> {dst}: {conns}\n  at {v.protocol}/{v.port}:"
-    # one isolating policy per line: a pod selected by several policies gets one reason from each
     indent = "\n           "
-    return inert("\n".join([head, "  egress:  " + indent.join(map(plain, v.egress.reasons)),
-                            "  ingress: " + indent.join(map(plain, v.ingress.reasons))]))
+    return inert("\n".join([head, "  egress:  " + indent.join(side_lines(v.egress)),
+                            "  ingress: " + indent.join(side_lines(v.ingress))]))
 
 
 @app.command()

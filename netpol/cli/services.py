@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import typer
 
-from netpol.cli.common import as_yaml, paint
+from netpol.cli.common import as_yaml, paint, side_lines
 from netpol.errors import QueryError
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.decide import SideVerdict
@@ -27,7 +27,7 @@ def _status(v: ServiceVerdict) -> str:
 
 
 def _side(name: str, d: SideVerdict) -> str:
-    return f"      {name}: " + "\n               ".join(map(plain, d.reasons))
+    return f"      {name}: " + "\n               ".join(side_lines(d))
 
 
 def _text(v: ServiceVerdict) -> str:

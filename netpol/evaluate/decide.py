@@ -43,6 +43,8 @@ class SideVerdict(BaseModel):
     reasons: tuple[str, ...]
     tier: str | None = None
     decided_by: DecidedBy | None = None
+    # per reason of a denying NetworkPolicy side: (the policy's line, one line per rule that missed)
+    details: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def reason(self) -> str:
@@ -163,7 +165,7 @@ def _network_policy(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoi
         return isolating
     own, peer_ep = (src, dst) if direction == EGRESS else (dst, src)
     version = family(src, dst)
-    allowed_by, misses = [], []
+    allowed_by, misses, details = [], [], []
     for pol in isolating:
         rule_misses = []
         for i, rule in enumerate(pol.rules(direction)):
@@ -173,6 +175,7 @@ def _network_policy(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoi
             else:
                 rule_misses.append(f"rule {i} {explain.describe_rule(pol, rule, direction, dst)}, but {miss}")
         misses.append(explain.policy_miss(pol, own, direction, rule_misses))
+        details.append((explain.policy_head(pol, own, direction), tuple(rule_misses)))
     by = tuple(p.key for p in isolating)
     if allowed_by:
         first = allowed_by[0]
@@ -183,7 +186,7 @@ def _network_policy(cluster: Cluster, direction: str, src: Endpoint, dst: Endpoi
             reason += "; also " + ", ".join(f"{r.policy} rule {r.rule}" for r in allowed_by[1:])
         return SideVerdict(isolated=True, allowed=True, isolated_by=by, allowed_by=tuple(allowed_by),
                            reasons=(reason,))
-    return SideVerdict(isolated=True, allowed=False, isolated_by=by, reasons=tuple(misses))
+    return SideVerdict(isolated=True, allowed=False, isolated_by=by, reasons=tuple(misses), details=tuple(details))
 
 
 def decide(cluster: Cluster, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP",

@@ -79,8 +79,11 @@ def ip_block_hint(rule: Rule, ep: Endpoint, version: int | None, opts: Options) 
     return ""
 
 
-def policy_miss(policy: NetworkPolicy, own: Endpoint, direction: str, rule_misses: list[str]) -> str:
+def policy_head(policy: NetworkPolicy, own: Endpoint, direction: str) -> str:
     head = f"policy {policy.key} selects {own.label} for {direction}"
-    if not policy.rules(direction):
-        return f"{head} and allows nothing"
-    return f"{head}; " + "; ".join(rule_misses)
+    return f"{head} and allows nothing" if not policy.rules(direction) else head
+
+
+def policy_miss(policy: NetworkPolicy, own: Endpoint, direction: str, rule_misses: list[str]) -> str:
+    head = policy_head(policy, own, direction)
+    return head if not policy.rules(direction) else f"{head}; " + "; ".join(rule_misses)
