@@ -351,3 +351,16 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
 def test_shell_completion_is_offered():
     out = run("--show-completion", "bash")
     assert out.exit_code == 0 and "_completion()" in out.stdout and "complete -o default" in out.stdout
+
+
+def test_help_names_its_values_and_keeps_every_word():
+    import sys
+
+    def help_of(*args: str) -> str:  # the real entry point, as `netpol ... --help` runs it
+        return subprocess.run([sys.executable, "-c", "from netpol.cli import main; main()", *args, "--help"],
+                              capture_output=True, text=True, cwd=ROOT).stdout
+    for command in ("check", "lint", "enforce", "matrix"):
+        options = help_of(command).split("Options:", 1)[1]
+        assert "<bool>" not in options and "<list[str]>" not in options and "<str>" not in options, command
+    lint_help = help_of("lint")
+    assert "[error]" in lint_help and "[tool.netpol.lint]" in lint_help  # no markup eats bracketed words
