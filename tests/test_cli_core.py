@@ -108,7 +108,9 @@ def test_check_without_port_reports_the_connection_set():
     denied = check("tenant1/web-0", "tenant3/db-0", "-f", POL)
     assert denied.exit_code == 1
     assert denied.stdout.splitlines()[:2] == ["DENIED: tenant1/web-0 -> tenant3/db-0: No Connections",
-                                              "  at TCP/5432:"]
+                                              "  at TCP/5432 (nothing is allowed; the first port a rule of these "
+                                              "pods names):"]  # says why this port
+    assert "(the first allowed port)" in check("tenant2/app-0", "tenant3/db-0", "-f", POL).stdout
     assert "source tenant1/web-0 matches neither" in denied.stdout
     assert check("tenant2/app-0", "tenant3/db-0", "--protocol", "UDP", "-f", POL).exit_code == 1
     everything = check("tenant3/db-0", "tenant2/app-0", "-f", POL)
@@ -322,7 +324,8 @@ def test_matrix_without_a_port_shows_each_pairs_connection_set():
 def test_yaml_output_is_the_json_contract():
     from ruamel.yaml import YAML
     for args in (["check", "tenant2/app-0", "tenant3/db-0", "-p", "5432", "-f", POL],
-                 ["check", "tenant2/app-0", "tenant3/service/db", "-f", POL], ["lint", POL]):
+                 ["check", "tenant2/app-0", "tenant3/service/db", "-f", POL], ["lint", POL],
+                 ["matrix", "-f", POL, "-p", "5432", "-p", "web"], ["matrix", "-f", POL]):
         as_json = json.loads(run(*args, "-o", "json").stdout)
         as_yaml = YAML(typ="safe").load(run(*args, "-o", "yaml").stdout)
         assert as_yaml == as_json, args

@@ -55,7 +55,13 @@ def _md(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[str]:
         yield f"| {md_code(s)} | {md_code(d)} | {conn} |\n"
 
 
-FORMATS = {"text": _text, "md": _md, "json": _json, "csv": _csv}
+def _yaml(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[str]:
+    yield "pods:\n" + "".join(f"- {json.dumps(p.key)}\n" for p in pods) + "connections:\n"
+    for s, d, conn in _rows(cluster, pods, opts):
+        yield f"- {json.dumps({'src': s, 'dst': d, 'conn': conn})}\n"
+
+
+FORMATS = {"text": _text, "md": _md, "json": _json, "csv": _csv, "yaml": _yaml}
 
 
 def print_connection_sets(cluster: Cluster, pods: list[Pod], opts: Options, output: str) -> None:

@@ -68,11 +68,11 @@ def port_queries(port: list[str] | None, protocol: list[str] | None) -> list[Por
     return [PortQuery(_port(p), proto) for p in (port or ["80"]) for proto in protos]
 
 
-def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None) -> str:
+def _text(v: Verdict, allowed: bool, conns: ConnSet | None = None, why: str = "") -> str:
     src, dst = plain(v.src), plain(v.dst)
     head = f"{'ALLOWED' if allowed else 'DENIED'}: {src} -> {dst} {v.protocol}/{v.port}"
     if conns is not None:
-        head = f"{'ALLOWED' if allowed else 'DENIED'}: {src} -> {dst}: {conns}\n  at {v.protocol}/{v.port}:"
+        head = f"{'ALLOWED' if allowed else 'DENIED'}: {src} -> {dst}: {conns}\n  at {v.protocol}/{v.port} ({why}):"
     indent = "\n           "
     return inert("\n".join([head, "  egress:  " + indent.join(side_lines(v.egress)),
                             "  ingress: " + indent.join(side_lines(v.ingress))]))
@@ -115,10 +115,10 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
         if outside is not None or node or node_ip:
             raise QueryError("--via, --node and --node-ip are for connections to a Service (ns/service/name)")
         d = endpoint(cluster, dst)
-        conns = None
+        conns, why = None, ""
         if number is None:  # every port: the verdict shown is at the first allowed port, if any
             conns = connections(cluster, s, d, opts)
-            proto, number = _where_to_show(cluster, s, d, conns, proto)
+            proto, number, why = _where_to_show(cluster, s, d, conns, proto)
             allowed = any(conns.ranges_of(p) for p in ([proto] if protocol is not None else PROTOCOLS))
         elif isinstance(number, str):
             number = _resolve_named(d, number, proto or "TCP")
@@ -127,25 +127,27 @@ def check(src: Annotated[str, typer.Argument(help="ns/pod, ns/kind/name or an IP
     if conns is not None:
         doc.update(port=None, allowed=allowed, connections=str(conns))
     if output == "text":
-        typer.echo(paint(_text(verdict, doc["allowed"], conns)))
+        typer.echo(paint(_text(verdict, doc["allowed"], conns, why)))
     else:
         text = json.dumps(doc, indent=2)
         typer.echo(as_yaml(text) if output == "yaml" else text)
     raise typer.Exit(0 if doc["allowed"] else 1)
 
 
-def _where_to_show(cluster, src: Endpoint, dst: Endpoint, conns: ConnSet, protocol: str | None) -> tuple[str, int]:
-    """Where to explain the verdict when no port was asked: the first allowed port (TCP first), else
-    the first port a relevant rule names, so the reason speaks of peers rather than of port 1."""
+def _where_to_show(cluster, src: Endpoint, dst: Endpoint, conns: ConnSet, protocol: str | None
+                   ) -> tuple[str, int, str]:
+    """Where to explain the verdict when no port was asked, and why there: the first allowed port (TCP
+    first), else the first port a relevant rule names, so the reason speaks of peers rather than of
+    port 1."""
     protos = [protocol] if protocol else ["TCP", "UDP", "SCTP"]
     for proto in protos:
         if conns.ranges_of(proto):
-            return proto, conns.ranges_of(proto)[0][0]
+            return proto, conns.ranges_of(proto)[0][0], "the first allowed port"
     for proto in protos:
         named = [e for e in port_edges(cluster, src, dst, proto) if 1 < e <= MAX_PORT]
         if named:
-            return proto, named[0]
-    return protos[0], 1
+            return proto, named[0], "nothing is allowed; the first port a rule of these pods names"
+    return protos[0], 1, "nothing is allowed and no rule names a port"
 
 
 def _render_text(m: Matrix) -> str:
@@ -202,7 +204,19 @@ def _render_md(m: Matrix) -> str:
 
 
 RENDERERS = {"text": _render_text, "md": _render_md}
-STREAMS = {"json": _stream_json, "csv": _stream_csv}
+def _stream_yaml(m: Matrix) -> Iterator[str]:
+    """The JSON contract as YAML, probe by probe (flow mappings: one line per probe)."""
+    yield "pods:\n" + "".join(f"- {json.dumps(p)}\n" for p in m.pods) + "probes:\n"
+    chunk: list[str] = []
+    for p in m.iter_probes():
+        chunk.append(f"- {json.dumps(p)}\n")  # JSON is YAML: names and values stay exact
+        if len(chunk) == 4096:
+            yield "".join(chunk)
+            chunk = []
+    yield "".join(chunk)
+
+
+STREAMS = {"json": _stream_json, "csv": _stream_csv, "yaml": _stream_yaml}
 READABLE = 500  # pods a text or md matrix may show: beyond, nobody reads it (and it would be huge)
 
 
@@ -210,7 +224,7 @@ READABLE = 500  # pods a text or md matrix may show: beyond, nobody reads it (an
 def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="Port or name; repeatable.")] = None,
            protocol: Annotated[list[str] | None, typer.Option("--protocol", help="Repeatable.")] = None,
            namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="Repeatable.")] = None,
-           output: Annotated[str, typer.Option("-o", "--output", help="text, json, csv or md")] = "text",
+           output: Annotated[str, typer.Option("-o", "--output", help="text, json, yaml, csv or md")] = "text",
            filename: Filenames = None, kubeconfig: Kubeconfig = None, context: Context = None,
            ipblock_pods: IpblockPods = "true",
            workloads: Annotated[bool, typer.Option(
@@ -230,7 +244,7 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
     with user_errors():
         if output not in RENDERERS and output not in STREAMS:
             hint = " (txt is for --workloads)" if output == "txt" else ""
-            raise QueryError(f"-o {output!r}: expected text, json, csv or md{hint}")
+            raise QueryError(f"-o {output!r}: expected text, json, yaml, csv or md{hint}")
         queries = port_queries(port, protocol) if port or protocol else []
         cluster = load_input(filename, kubeconfig, context)
         pods = in_namespaces(cluster, namespace)
