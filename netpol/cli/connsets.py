@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import sys
 from collections.abc import Iterator
 
 import typer
 
+from netpol.cli import streams
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.workloads import pair_connections
 from netpol.k8s.model import Cluster, Options, Pod
@@ -21,26 +18,21 @@ def _rows(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[tuple[st
         yield s.key, d.key, str(conns)
 
 
+def _records(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[dict]:
+    return ({"src": s, "dst": d, "conn": conn} for s, d, conn in _rows(cluster, pods, opts))
+
+
 def _json(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[str]:
-    yield '{\n "pods": ' + json.dumps([p.key for p in pods]) + ',\n "connections": ['
-    sep = "\n  "
-    for s, d, conn in _rows(cluster, pods, opts):
-        yield sep + json.dumps({"src": s, "dst": d, "conn": conn})
-        sep = ",\n  "
-    yield "\n ]\n}\n"
+    return streams.as_json([p.key for p in pods], "connections", _records(cluster, pods, opts))
+
+
+def _yaml(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[str]:
+    return streams.as_yaml([p.key for p in pods], "connections", _records(cluster, pods, opts))
 
 
 def _csv(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[str]:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["src", "dst", "connections"])
-    for i, row in enumerate(_rows(cluster, pods, opts), 1):
-        w.writerow(row)
-        if i % 4096 == 0:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
+    return streams.as_csv(["src", "dst", "connections"], lambda r: [r["src"], r["dst"], r["conn"]],
+                          _records(cluster, pods, opts))
 
 
 def _text(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[str]:
@@ -55,17 +47,9 @@ def _md(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[str]:
         yield f"| {md_code(s)} | {md_code(d)} | {conn} |\n"
 
 
-def _yaml(cluster: Cluster, pods: list[Pod], opts: Options) -> Iterator[str]:
-    yield "pods:\n" + "".join(f"- {json.dumps(p.key)}\n" for p in pods) + "connections:\n"
-    for s, d, conn in _rows(cluster, pods, opts):
-        yield f"- {json.dumps({'src': s, 'dst': d, 'conn': conn})}\n"
-
-
 FORMATS = {"text": _text, "md": _md, "json": _json, "csv": _csv, "yaml": _yaml}
 
 
 def print_connection_sets(cluster: Cluster, pods: list[Pod], opts: Options, output: str) -> None:
-    for part in FORMATS[output](cluster, pods, opts):
-        sys.stdout.write(part)
-    sys.stdout.flush()
+    streams.write(FORMATS[output](cluster, pods, opts))
     raise typer.Exit(0)

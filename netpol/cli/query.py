@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
-from collections.abc import Iterator
 from typing import Annotated
 
 import typer
 
-from netpol.cli import app
+from netpol.cli import app, streams
 from netpol.cli.common import (
     Context,
     Filenames,
@@ -164,33 +160,6 @@ def _render_text(m: Matrix) -> str:
     return "\n\n".join(blocks)
 
 
-def _stream_csv(m: Matrix) -> Iterator[str]:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["src", "dst", "port", "protocol", "allowed"])
-    for i, p in enumerate(m.iter_probes(), 1):
-        w.writerow([p["src"], p["dst"], p["port"], p["protocol"], str(p["allowed"]).lower()])
-        if i % 4096 == 0:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
-
-
-def _stream_json(m: Matrix) -> Iterator[str]:
-    """The contract's document, written probe by probe: memory does not grow with the pairs."""
-    yield '{\n "pods": ' + json.dumps(list(m.pods)) + ',\n "probes": ['
-    sep = "\n  "
-    chunk: list[str] = []
-    for p in m.iter_probes():
-        chunk.append(sep + json.dumps(p))
-        sep = ",\n  "
-        if len(chunk) == 4096:
-            yield "".join(chunk)
-            chunk = []
-    yield "".join(chunk) + "\n ]\n}\n"
-
-
 def _render_md(m: Matrix) -> str:
     out = []
     for q, grid in zip(m.queries, m.allowed, strict=False):
@@ -204,19 +173,13 @@ def _render_md(m: Matrix) -> str:
 
 
 RENDERERS = {"text": _render_text, "md": _render_md}
-def _stream_yaml(m: Matrix) -> Iterator[str]:
-    """The JSON contract as YAML, probe by probe (flow mappings: one line per probe)."""
-    yield "pods:\n" + "".join(f"- {json.dumps(p)}\n" for p in m.pods) + "probes:\n"
-    chunk: list[str] = []
-    for p in m.iter_probes():
-        chunk.append(f"- {json.dumps(p)}\n")  # JSON is YAML: names and values stay exact
-        if len(chunk) == 4096:
-            yield "".join(chunk)
-            chunk = []
-    yield "".join(chunk)
-
-
-STREAMS = {"json": _stream_json, "csv": _stream_csv, "yaml": _stream_yaml}
+PROBE_COLUMNS = ["src", "dst", "port", "protocol", "allowed"]
+STREAMS = {  # the matrix contract, probe by probe
+    "json": lambda m: streams.as_json(list(m.pods), "probes", m.iter_probes()),
+    "yaml": lambda m: streams.as_yaml(list(m.pods), "probes", m.iter_probes()),
+    "csv": lambda m: streams.as_csv(PROBE_COLUMNS, lambda p: [*(p[c] for c in PROBE_COLUMNS[:-1]),
+                                                              str(p["allowed"]).lower()], m.iter_probes()),
+}
 READABLE = 500  # pods a text or md matrix may show: beyond, nobody reads it (and it would be huge)
 
 
@@ -255,10 +218,7 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
             return print_connection_sets(cluster, pods, options(ipblock_pods), output)
         result = compute(cluster, queries, pods, options(ipblock_pods))
     if output in STREAMS:
-        for part in STREAMS[output](result):
-            sys.stdout.write(part)
-        sys.stdout.flush()
-        return
+        return streams.write(STREAMS[output](result))
     typer.echo(RENDERERS[output](result))
 
 

@@ -7,12 +7,11 @@ that is itself a backend reaches that backend (its own pods through their Servic
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from netpol.evaluate.services import find_port
 from netpol.evaluate.workloads import Connectivity, workload_name
-from netpol.k8s.model import Cluster, Pod, Service, ServicePort
+from netpol.k8s.model import Cluster, Service, ServicePort
 
 
 @dataclass(frozen=True)
@@ -36,19 +35,11 @@ def port_label(svc: Service, sp: ServicePort) -> str:
 def _backends(cluster: Cluster, svc: Service, sp: ServicePort) -> dict[str, int]:
     """Backend workload -> its target port (its first pod or template that resolves one)."""
     out: dict[str, int] = {}
-    for p in _selected(cluster, svc):
+    for p in (p for p in cluster.pods if svc.selects(p)):
         port = find_port(p, sp)
         if port is not None:
             out.setdefault(workload_name(p), port)
     return out
-
-
-def _selected(cluster: Cluster, svc: Service) -> Iterator[Pod]:
-    if not svc.selector:
-        return
-    for p in cluster.pods:
-        if p.namespace == svc.namespace and all(p.labels.get(k) == v for k, v in svc.selector.items()):
-            yield p
 
 
 def service_access(cluster: Cluster, conn: Connectivity) -> dict[tuple[str, str], Access]:

@@ -141,7 +141,7 @@ def _from_selector(cluster: Cluster, svc: Service, sp: ServicePort, version: int
                    notes: list[str]) -> Iterator[Backend]:
     assert svc.selector is not None
     for pod in cluster.pods:
-        if pod.kind != "Pod" or pod.namespace != svc.namespace or not _selects(svc, pod):
+        if pod.kind != "Pod" or not svc.selects(pod):
             continue
         address = pod.address(version)
         if address is None:
@@ -152,11 +152,6 @@ def _from_selector(cluster: Cluster, svc: Service, sp: ServicePort, version: int
                          f"container port named {sp.target!r}")
             continue
         yield Backend(pod, address, port)
-
-
-def _selects(svc: Service, pod: Pod) -> bool:
-    """A Service selector is equality on every label it names (an empty one selects nothing)."""
-    return bool(svc.selector) and all(pod.labels.get(k) == v for k, v in (svc.selector or {}).items())
 
 
 def _from_slices(cluster: Cluster, slices: list[EndpointSlice], sp: ServicePort, version: int | None,

@@ -10,10 +10,11 @@ offline and never matches here (the verdict says so).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from netpol.evaluate.resolve import Endpoint
-from netpol.k8s.model import EGRESS, Action, Cluster, ClusterNetworkPolicy, CnpPeer, CnpRule, Pod, Tier
+from netpol.k8s.model import EGRESS, Action, Cluster, ClusterNetworkPolicy, CnpPeer, CnpRule, IPAddress, Pod, Tier
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,12 @@ def subject_of(cluster: Cluster, cnp: ClusterNetworkPolicy, pod: Pod) -> bool:
     return not pod.host_network and _selects(cluster, cnp.subject, pod)
 
 
-def _node_addresses(cluster: Cluster, peer: CnpPeer) -> set:
-    assert peer.nodes is not None
-    return {a for n in cluster.nodes if peer.nodes.matches(n.labels)
-            for k, a in n.addresses if k in ("InternalIP", "ExternalIP")}
+def node_addresses(cluster: Cluster, peer: CnpPeer) -> list[IPAddress]:
+    """What a `nodes` peer matches: the InternalIP and ExternalIP addresses of the Nodes it selects."""
+    if peer.nodes is None:
+        return []
+    return [ipaddress.ip_address(a) for n in cluster.nodes if peer.nodes.matches(n.labels)
+            for k, a in n.addresses if k in ("InternalIP", "ExternalIP")]
 
 
 def peer_matches(cluster: Cluster, peer: CnpPeer, ep: Endpoint, version: int | None) -> bool:
@@ -66,7 +69,7 @@ def peer_matches(cluster: Cluster, peer: CnpPeer, ep: Endpoint, version: int | N
     if peer.networks is not None:
         return any(address in net for net in peer.nets if net.version == address.version)
     if peer.nodes is not None:
-        return str(address) in _node_addresses(cluster, peer)
+        return address in node_addresses(cluster, peer)
     return False  # domainNames: what a name resolves to is not known offline
 
 

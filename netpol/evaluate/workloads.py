@@ -20,6 +20,7 @@ from typing import Any
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
 from netpol.evaluate.resolve import Endpoint
+from netpol.evaluate.tiers import node_addresses
 from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, IPBlock, LabelSelector, Options, Pod
 from netpol.spans import subtract
 
@@ -132,9 +133,8 @@ def _rule_blocks(cluster: Cluster, direction: str) -> dict[tuple, list[IPBlock]]
     for i, cnp in enumerate(cluster.cluster_policies):  # egress networks and node addresses cut ranges too
         for j, crule in enumerate(cnp.rules(direction)):
             blocks = [IPBlock(cidr=str(n)) for peer in crule.peers for n in peer.nets]
-            blocks += [IPBlock(cidr=f"{a}/{32 if '.' in a else 128}") for peer in crule.peers if peer.nodes is not None
-                       for node in cluster.nodes if peer.nodes.matches(node.labels)
-                       for k, a in node.addresses if k in ("InternalIP", "ExternalIP")]
+            blocks += [IPBlock(cidr=f"{a}/{a.max_prefixlen}") for peer in crule.peers
+                       for a in node_addresses(cluster, peer)]
             if blocks:
                 out[("cnp", i, j)] = blocks
     return out

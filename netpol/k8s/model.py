@@ -391,6 +391,12 @@ class Service(Frozen):
     def headless(self) -> bool:
         return self.cluster_ips == ("None",)
 
+    def selects(self, pod: Pod) -> bool:
+        """A pod (or workload template) of its namespace with every label the selector names (a Service
+        without a selector, or with an empty one, selects nothing)."""
+        return bool(self.selector) and pod.namespace == self.namespace and all(
+            pod.labels.get(k) == v for k, v in (self.selector or {}).items())
+
     @cached_property
     def addresses(self) -> tuple[IPAddress, ...]:
         """Every address kube-proxy answers for: ClusterIPs, external IPs, load-balancer IPs."""

@@ -158,16 +158,17 @@ def verify_services(cluster: Cluster, opts: Options = Options(), prefix: str = "
     state = topology.up(hosts_for(pods), prefix, services.target_ports([p for r in plan for p in r]))
     try:
         enforce_into(state, cluster, opts, flush=False)
-        return probe_services(cluster, state, opts, timeout)
+        return probe_services(cluster, state, opts, timeout, plan)
     finally:
         if not keep:
             topology.down(prefix)
 
 
-def probe_services(cluster: Cluster, state: LabState, opts: Options = Options(), timeout: float = 1.0) -> Verification:
+def probe_services(cluster: Cluster, state: LabState, opts: Options = Options(), timeout: float = 1.0,
+                   plan: list[list[services.Pin]] | None = None) -> Verification:
     """Into a lab whose table is in force: the Service proxy, then every round of pinned backends."""
     pods = [p for p in lab_pods(cluster) if p.key in state.hosts]
-    plan = services.rounds(cluster, set(state.hosts))
+    plan = services.rounds(cluster, set(state.hosts)) if plan is None else plan
     vips = {p.address for r in plan for p in r if not p.nodeport}
     services.prepare(state, sorted(vips, key=lambda a: (a.version, a)))
     result = Verification(pods=[p.key for p in pods], services=sorted({p.service.key for r in plan for p in r}))

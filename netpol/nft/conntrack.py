@@ -133,9 +133,8 @@ class Conntrack:
 
     def set_mark(self, flows: Iterable[Flow], bits: int) -> int:
         """Set mark bits on these flows, leaving the other bits alone; how many were still there."""
-        body = lambda f: f.original.encode(TUPLE_ORIG) + attr(MARK, struct.pack(">I", bits)) \
-            + attr(MARK_MASK, struct.pack(">I", bits))  # noqa: E731
-        requests = [(CT_NEW, 0, f.family, body(f)) for f in flows]
+        mark = attr(MARK, struct.pack(">I", bits)) + attr(MARK_MASK, struct.pack(">I", bits))
+        requests = [(CT_NEW, 0, f.family, f.original.encode(TUPLE_ORIG) + mark) for f in flows]
         done = 0
         for i in range(0, len(requests), 512):
             done += sum(code == 0 for code in self._channel.ask(requests[i:i + 512]))

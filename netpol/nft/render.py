@@ -475,8 +475,13 @@ def _always_allowed(d: Direction, ns: str) -> list[NftRule]:
     node's own traffic (host processes and host-network pods speak from node addresses; SNAT comes
     after us, so a pod's packet never carries one here; egress dispatch never sees node addresses)."""
     node = [NftRule((NODE, COUNTER, _verdict("accept")), RuleId(ns, "", d, "node"))] if d == INGRESS else []
-    return node + [NftRule((_in_set(_concat(_addr(v, "saddr"), _addr(v, "daddr")), self_set(v)), COUNTER,
-                            _verdict("accept")), RuleId(ns, "", d, f"hairpin ipv{v}")) for v in FAMILIES]
+    return node + _hairpin_rules(lambda v: RuleId(ns, "", d, f"hairpin ipv{v}"))
+
+
+def _hairpin_rules(note: Callable[[int], RuleId]) -> list[NftRule]:
+    """Accept a pod's packet to itself (`saddr . daddr` in the self set), per family."""
+    return [NftRule((_in_set(_concat(_addr(v, "saddr"), _addr(v, "daddr")), self_set(v)), COUNTER,
+                     _verdict("accept")), note(v)) for v in FAMILIES]
 
 
 def _gate(plan: Plan, d: Direction, deny: str) -> list[NftRule]:
@@ -520,7 +525,7 @@ def self_set(version: int) -> str:
     return f"self{version}"
 
 
-def _hairpin(t: TableDraft, plan: Plan) -> None:
+def _self_sets(t: TableDraft, plan: Plan) -> None:
     """`pod . pod` for every local isolated pod: its own traffic through a Service reaches the
     base chains with the same source and destination, and a pod's traffic to itself is allowed."""
     addresses = set(plan.isolated[EGRESS]) | set(plan.isolated[INGRESS])
@@ -535,10 +540,7 @@ NODE_LOCAL = NftRule((COUNTER, _verdict("accept")), RuleId(rule="node-local"))
 def _tier_start(plan: Plan) -> list[NftRule]:
     """With tiers, a pod's traffic to itself through its Service passes before any tier can deny it
     (without them the deny chains let it through, where only denied packets pay for the check)."""
-    if not plan.tiers:
-        return []
-    return [NftRule((_in_set(_concat(_addr(v, "saddr"), _addr(v, "daddr")), self_set(v)), COUNTER,
-                     _verdict("accept")), RuleId(rule=f"hairpin ipv{v}")) for v in FAMILIES]
+    return _hairpin_rules(lambda v: RuleId(rule=f"hairpin ipv{v}")) if plan.tiers else []
 
 
 def _dispatch(d: Direction, chunks: int) -> list[NftRule]:
@@ -571,7 +573,7 @@ def build(plan: Plan, table: str = "netpol", deny: str = "drop",
     t = TableDraft(table, prior=prior or {})
     bodies = {pol.key: _policy(t, pol) for pol in plan.policies}
     chunks = {d: _walks(t, plan, d) for d in DIRECTIONS}
-    _hairpin(t, plan)
+    _self_sets(t, plan)
     _gate_sets(t, plan)
     from netpol.nft.render_tiers import build_tiers  # the tiers build on this module's rules
     tiers = build_tiers(t, plan, deny)

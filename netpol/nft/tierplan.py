@@ -6,10 +6,9 @@ both alike. Peers as `evaluate/tiers.py` matches them: `namespaces`/`pods` the p
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 
-from netpol.evaluate.tiers import subject_of
+from netpol.evaluate.tiers import node_addresses, subject_of
 from netpol.k8s.model import DIRECTIONS, INGRESS, Cluster, CnpPeer, CnpRule, Direction, IPAddress, Pod
 from netpol.nft.plan import (
     FAMILIES,
@@ -57,12 +56,8 @@ def _peer_spans(ctx: _Ctx, cluster: Cluster, peer: CnpPeer) -> dict[int, list[Sp
                     out[a.version].append((int(a), int(a)))
     for net in peer.nets:
         out[net.version].append(network_span(net))
-    for node in cluster.nodes if peer.nodes is not None else ():
-        if peer.nodes is not None and peer.nodes.matches(node.labels):
-            for kind, text in node.addresses:
-                if kind in ("InternalIP", "ExternalIP"):
-                    a = ipaddress.ip_address(text)
-                    out[a.version].append((int(a), int(a)))
+    for a in node_addresses(cluster, peer):
+        out[a.version].append((int(a), int(a)))
     return out
 
 

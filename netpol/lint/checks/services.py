@@ -13,11 +13,9 @@ from netpol.lint.registry import Hit, Location, check
 
 def service_pods(ctx: Context, svc: Service) -> int:
     """Pods and workloads of the Service's namespace whose labels its selector matches (equality)."""
-    if not svc.selector:
-        return 0
     idx, bits = ctx.index, 0
     for i in members(idx.in_ns.get(svc.namespace, 0)):
-        if all(idx.pods[i].labels.get(k) == v for k, v in svc.selector.items()):
+        if svc.selects(idx.pods[i]):
             bits |= 1 << i
     return bits
 
