@@ -3,12 +3,15 @@ for the corpus' semanticDiff examples, and on handmade manifests through the CLI
 
 from __future__ import annotations
 
+import copy
 import json
+import random
 import re
 
 import pytest
 from support.builders import build_sharing
 from support.npguard import MAIN, NPGUARD, expected, npguard_view, on_atoms, raws
+from support.shop import APPS, BASE, HEAD, checkout, policy
 from typer.testing import CliRunner
 
 from netpol.cli import app
@@ -93,47 +96,6 @@ def test_semantic_diff_names_workloads_and_merges_ranges():
 
 # ---- the CLI on handmade manifests ----
 
-APPS = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec: {template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c}]}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: api, namespace: shop}
-spec: {template: {metadata: {labels: {app: api}}, spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: db, namespace: shop}
-spec: {template: {metadata: {labels: {app: db}}, spec: {containers: [{name: c}]}}}
-"""
-
-
-def policy(name: str, selector: str, spec: str) -> str:
-    return (f"---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: shop}}\n"
-            f"spec:\n  podSelector: {{matchLabels: {{app: {selector}}}}}\n{spec}")
-
-
-BASE = [policy("api-in", "api", "  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]\n"),
-        policy("db-in", "db", "  ingress: [{from: [{podSelector: {matchLabels: {app: api}}}], ports: [{port: 5432}]}]\n"),
-        policy("db-out", "db", "  policyTypes: [Egress]\n")]
-HEAD = [policy("api-in", "api", "  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], "
-                                "ports: [{port: http}, {port: 9090}]}]\n"),
-        policy("db-in", "db", "  ingress: []\n"),
-        policy("db-out", "db", "  policyTypes: [Egress]\n  egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}}], "
-                               "ports: [{protocol: UDP, port: 53}]}]\n")]
-
-
-def checkout(tmp_path, name: str, policies: list[str]):
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "apps.yaml").write_text(APPS)
-    (folder / "policies.yaml").write_text("".join(policies))
-    return str(folder)
-
-
 def run(*args):
     out = runner.invoke(app, ["diff", *args])
     return out.exit_code, out.output
@@ -146,8 +108,11 @@ def test_cli_added_removed_changed(tmp_path):
     assert text.splitlines() == [
         "Connectivity changes: 1 added, 1 changed, 1 removed; opens new connections",
         "added    shop/db[Deployment] => 10.0.0.0-10.255.255.255[External] : UDP 53",
+        "           by NetworkPolicy shop/db-out modified",
         "changed  shop/web[Deployment] => shop/api[Deployment] : TCP 8080 -> TCP 8080,9090  (opens TCP 9090)",
+        "           by NetworkPolicy shop/api-in modified",
         "removed  shop/api[Deployment] => shop/db[Deployment] : TCP 5432",
+        "           by NetworkPolicy shop/db-in modified",
     ]
     assert run(base, head, "--fail-on-added")[0] == 1
     code, text = run(head, base, "--fail-on-added")  # the reverse closes, and opens 5432 again
@@ -160,7 +125,8 @@ def test_cli_only_closing_passes(tmp_path):
     head[0] = policy("api-in", "api", "  ingress: []\n")
     code, text = run(checkout(tmp_path, "base", BASE), checkout(tmp_path, "head", head), "--fail-on-added")
     assert code == 0
-    assert text.splitlines()[1:] == ["removed  shop/web[Deployment] => shop/api[Deployment] : TCP 8080"]
+    assert text.splitlines()[1:] == ["removed  shop/web[Deployment] => shop/api[Deployment] : TCP 8080",
+                                     "           by NetworkPolicy shop/api-in modified"]
     code, text = run(checkout(tmp_path, "same", BASE), str(tmp_path / "base"), "--fail-on-added")
     assert (code, text.strip()) == (0, "No connectivity changes.")
 
@@ -172,12 +138,14 @@ def test_cli_json_and_md(tmp_path):
     assert doc["summary"] == {"added": 1, "changed": 1, "removed": 1, "opens": True}
     changed = next(c for c in doc["changes"] if c["type"] == "changed")
     assert changed == {"type": "changed", "src": "shop/web[Deployment]", "dst": "shop/api[Deployment]",
-                       "old": "TCP 8080", "new": "TCP 8080,9090", "opened": "TCP 9090", "closed": "No Connections"}
+                       "old": "TCP 8080", "new": "TCP 8080,9090", "opened": "TCP 9090", "closed": "No Connections",
+                       "causes": ["NetworkPolicy shop/api-in modified"]}
     code, md = run(base, head, "-o", "md")
     lines = md.splitlines()
     assert lines[0] == "### NetworkPolicy connectivity changes"
-    assert "| source | destination | before | after |" in md
-    assert "| ➕ added | `shop/db[Deployment]` | `10.0.0.0-10.255.255.255[External]` | No Connections | UDP 53 |" in lines
+    assert "| source | destination | before | after | caused by |" in md
+    assert ("| ➕ added | `shop/db[Deployment]` | `10.0.0.0-10.255.255.255[External]` | No Connections | UDP 53 "
+            "| `NetworkPolicy shop/db-out modified` |") in lines
     assert sum(line.startswith("| ") and not line.startswith("| | source") for line in lines) == 3  # three changes
     assert md.count("<details") == md.count("</details>") >= 1  # grouped by namespace pair
 
@@ -204,3 +172,56 @@ def test_md_fits_a_pull_request_comment_and_says_what_it_left_out():
     hidden = sum(int(n) for n in re.findall(r"more namespace pairs? with (\d+) changes", md))
     assert shown + left + hidden == 3000 and shown > 100  # every change shown or counted
     assert md.count("<details") == md.count("</details>")
+
+
+# ---- what caused each change ----
+
+def _world(seed: int):
+    from support.builders import namespace
+    from support.churn import _build, _pod, _policies
+    rng = random.Random(seed)
+    namespaces = [namespace(f"n{i}", team=rng.choice("tu")) for i in range(3)]
+    pods = {f"p{i}": _pod(rng, f"p{i}") for i in range(10)}
+    return rng, namespaces, pods, _policies(rng), _build
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_a_policy_change_is_named_on_every_pair_it_moved_and_only_there(seed):
+    """Only one policy differs: every change names it, and nothing else (no pod changed)."""
+    rng, namespaces, pods, policies, build = _world(seed)
+    old = build(namespaces, pods, policies)
+    gone = rng.randrange(len(policies))
+    changed = [p for i, p in enumerate(policies) if i != gone]
+    if rng.random() < 0.5:  # modified instead of removed: its selector now picks other pods
+        changed.insert(gone, copy.deepcopy(policies[gone]))
+        changed[gone]["spec"]["podSelector"] = {"matchLabels": {"app": rng.choice("abc")}}
+    new = build(namespaces, pods, changed)
+    key = f"{policies[gone]['metadata']['namespace']}/{policies[gone]['metadata']['name']}"
+    verb = "modified" if len(changed) == len(policies) else "removed"
+    result = diff(old, new)
+    for c in result.changes:
+        assert c.causes == (f"NetworkPolicy {key} {verb}",), c
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_a_relabelled_pod_is_named_on_every_pair_it_moved(seed):
+    """Only one pod's labels differ: every change has it at one end and says its labels changed."""
+    rng, namespaces, pods, policies, build = _world(seed)
+    old = build(namespaces, pods, policies)
+    name = rng.choice(sorted(pods))
+    moved = copy.deepcopy(pods)
+    moved[name]["metadata"]["labels"] = {"app": rng.choice("abc")}
+    new = build(namespaces, moved, policies)
+    ns = moved[name]["metadata"]["namespace"]
+    workload = f"{ns}/{name}[Pod]"
+    for c in diff(old, new).changes:
+        assert workload in (c.src, c.dst) and c.causes == (f"labels of {workload} changed",), c
+
+
+def test_labels_no_policy_looks_at_are_not_a_cause(tmp_path):
+    """A relabelled pod at one end of a pair that changed for another reason is not named."""
+    base = checkout(tmp_path, "base", BASE)
+    head = checkout(tmp_path, "head", [BASE[0], BASE[1]])  # db-out removed
+    (tmp_path / "head" / "apps.yaml").write_text(APPS.replace("labels: {app: web}", "labels: {app: web, v: '2'}"))
+    doc = json.loads(run(base, head, "-o", "json")[1])
+    assert doc["changes"] and all(c["causes"] == ["NetworkPolicy shop/db-out removed"] for c in doc["changes"])

@@ -7,9 +7,10 @@ is compared with itself; neighbouring ranges that changed the same way are merge
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netpol.escape import inert, md_code, plain
+from netpol.evaluate.causes import Causes
 from netpol.evaluate.conns import ConnSet
 from netpol.evaluate.service_access import Access, service_access
 from netpol.evaluate.workloads import Connectivity, External, conn_minus, connectivity, external_ranges
@@ -26,6 +27,7 @@ class Change:
     old: ConnSet
     new: ConnSet
     note: str = ""  # "workload added" / "workload removed"
+    causes: tuple[str, ...] = ()  # the policy changes and end changes that moved it (causes.py)
 
     @property
     def opened(self) -> ConnSet:
@@ -38,7 +40,7 @@ class Change:
     def to_json(self) -> dict:
         out = {"type": self.kind, "src": self.src, "dst": self.dst, "old": str(self.old), "new": str(self.new),
                "opened": str(self.opened), "closed": str(self.closed)}
-        return out | ({"note": self.note} if self.note else {})
+        return out | ({"note": self.note} if self.note else {}) | {"causes": list(self.causes)}
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def _order(c: Change, externals: dict[str, External]) -> tuple:
 
 
 def _with_end(c: Change, side: int, name: str) -> Change:
-    return Change(c.kind, name if side == 0 else c.src, name if side == 1 else c.dst, c.old, c.new, c.note)
+    return replace(c, src=name if side == 0 else c.src, dst=name if side == 1 else c.dst)
 
 
 def diff(old: Cluster, new: Cluster, opts: Options = Options()) -> Diff:
@@ -139,8 +141,9 @@ def diff(old: Cluster, new: Cluster, opts: Options = Options()) -> Diff:
     new_src, new_dst = external_ranges(new)
     before = connectivity(old, opts, src_cuts=new_src, dst_cuts=new_dst)
     after = connectivity(new, opts, src_cuts=old_src, dst_cuts=old_dst)
-    pods = compare(before, after)
-    return Diff(pods.changes, _service_changes(service_access(old, before), service_access(new, after)))
+    why = Causes(old, new, opts)
+    changes = tuple(replace(c, causes=why.of(c.src, c.dst)) for c in compare(before, after).changes)
+    return Diff(changes, _service_changes(service_access(old, before), service_access(new, after)))
 
 
 def _service_changes(old: dict[tuple[str, str], Access], new: dict[tuple[str, str], Access]
@@ -170,6 +173,7 @@ def render_text(d: Diff) -> str:
     for c in d.changes:
         conn = f"{c.old} -> {c.new}" if c.kind == "changed" else str(c.new if c.kind == "added" else c.old)
         lines.append(f"{c.kind:<8} {plain(c.src)} => {plain(c.dst)} : {conn}{_delta(c)}")
+        lines += [f"           by {plain(why)}" for why in c.causes]
     for sc in d.services:
         lines.append(f"service  {plain(sc.client)} => {plain(sc.service)} : {_word(sc.old)} -> {_word(sc.new)}"
                      f"  ({plain(sc.text())})")
@@ -186,12 +190,13 @@ _MD_MARK = {"added": "➕ added", "changed": "✏️ changed", "removed": "➖ r
 
 
 MD_LIMIT = 60_000  # characters: GitHub refuses comments over 65,536; leave room for what a workflow adds
-_HEAD = ["| | source | destination | before | after |", "|---|---|---|---|---|"]
+_HEAD = ["| | source | destination | before | after | caused by |", "|---|---|---|---|---|---|"]
 
 
 def _md_row(c: Change) -> str:
     after = f"{c.new} {_delta(c).strip()}".strip()
-    return f"| {_MD_MARK[c.kind]} | {md_code(c.src)} | {md_code(c.dst)} | {c.old} | {after} |"
+    why = "<br>".join(md_code(w) for w in c.causes)
+    return f"| {_MD_MARK[c.kind]} | {md_code(c.src)} | {md_code(c.dst)} | {c.old} | {after} | {why} |"
 
 
 def _namespace(end: str) -> str:
