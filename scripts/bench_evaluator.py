@@ -2,6 +2,7 @@
 """Benchmark the evaluator: load, the full one-port matrix, point queries, and the naive per-pair `decide`.
 
     .venv/bin/python scripts/bench_evaluator.py [--sizes small,medium,large] [--seed 7] [--sample 3000]
+                                                [--cnps 100]
 
 Sizes: small 1k pods / 100 policies, medium 10k / 1k, large 30k / 3k. The synthetic cluster has one
 namespace per 10 policies (labels team, env), 100 pods per namespace in 10 apps of 5 tiers (db pods carry a
@@ -10,6 +11,11 @@ one CronJob per namespace. Each namespace has 10 policies: default deny, named-p
 matchExpressions (In, NotIn, Exists, DoesNotExist), namespaceSelector AND podSelector, ipBlock with except,
 endPort ranges, UDP/SCTP and egress. The naive baseline runs `decide` on sampled pairs and extrapolates to
 all n*n pairs; the sampled verdicts are also checked against the matrix.
+
+With `--cnps N` (default 100) the same cluster is run again with N ClusterNetworkPolicies (Admin tenant
+guardrails with Pass, Deny and Accept, networks and nodes peers, named ports, tied priorities; Baseline
+defaults) and a few Nodes: the tiered matrix is timed against the plain one in the same process, and
+sampled pairs are checked against `decide`.
 """
 
 from __future__ import annotations
@@ -136,13 +142,82 @@ def objects(pods: int, policies: int, seed: int) -> list[dict]:
     return out
 
 
+def _cnp(name: str, tier: str, priority: int, subject: dict, ingress: list, egress: list) -> dict:
+    spec = {"tier": tier, "priority": priority, "subject": subject}
+    spec |= ({"ingress": ingress} if ingress else {}) | ({"egress": egress} if egress else {})
+    return {"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": name}, "spec": spec}
+
+
+def cluster_policies(count: int, n_ns: int) -> list[dict]:
+    """Tenant guardrails, cycling through five shapes (priorities tie every 50)."""
+    out = []
+    for i in range(count):
+        team, ns = {"matchLabels": {"team": f"team-{i % 7}"}}, {"matchLabels": {NAME: _ns_name(i % n_ns)}}
+        shape = i % 5
+        if shape == 0:  # a tenant talks to itself, never to other tenants
+            out.append(_cnp(f"tenant-{i}", "Admin", i % 50, {"namespaces": team},
+                            [{"action": "Pass", "from": [{"namespaces": team}]},
+                             {"action": "Deny", "from": [{"namespaces": {"matchExpressions": [
+                                 {"key": "team", "operator": "Exists"}]}}]}],
+                            [{"action": "Deny", "to": [{"networks": ["198.19.0.0/16", "2001:db8:ffff::/48"]}]}]))
+        elif shape == 1:  # monitoring scrapes metrics everywhere
+            out.append(_cnp(f"monitoring-{i}", "Admin", i % 50, {"namespaces": {}},
+                            [{"action": "Accept", "from": [{"pods": {"namespaceSelector": ns, "podSelector": {
+                                "matchLabels": {"app": "app-0"}}}}], "protocols": [{"destinationNamedPort": "metrics"}]}],
+                            []))
+        elif shape == 2:  # databases take no traffic from dev
+            out.append(_cnp(f"db-guard-{i}", "Admin", i % 50, {"pods": {"podSelector": {"matchLabels": {"tier": "db"}}}},
+                            [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"env": "dev"}}}],
+                              "protocols": [{"tcp": {"destinationPort": {"number": 5432}}}]}],
+                            [{"action": "Accept", "to": [{"nodes": {"matchLabels": {"role": "infra"}}}]}]))
+        elif shape == 3:  # the default between environments
+            out.append(_cnp(f"env-default-{i}", "Baseline", i % 50, {"namespaces": {"matchLabels": {"env": "prod"}}},
+                            [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"env": "staging"}}}]}],
+                            [{"action": "Deny", "to": [{"networks": ["198.18.0.0/16"]}],
+                              "protocols": [{"udp": {"destinationPort": {"range": {"start": 1000, "end": 2000}}}}]}]))
+        else:  # web ports open to the tenant's own namespaces in the baseline
+            out.append(_cnp(f"web-baseline-{i}", "Baseline", i % 50, {"pods": {"podSelector": {"matchLabels": {
+                "tier": "web"}}}}, [{"action": "Accept", "from": [{"namespaces": team}],
+                                     "protocols": [{"tcp": {"destinationPort": {"range": {"start": 8000, "end": 8100}}}}]}],
+                            []))
+    return out
+
+
+def nodes() -> list[dict]:
+    return [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node-{k}", "labels": {
+        "role": "infra" if k < 3 else "worker"}}, "status": {"addresses": [
+            {"type": "InternalIP", "address": f"198.19.255.{k + 1}"}]}} for k in range(10)]
+
+
 def _timed(fn):
     start = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - start
 
 
-def run(size: str, seed: int, sample: int) -> dict:
+def run_tiers(objs: list[dict], count: int, seed: int, sample: int, plain_s: float) -> dict:
+    """The same cluster with `count` ClusterNetworkPolicies: the tiered matrix against the plain one."""
+    extra = cluster_policies(count, max(1, sum(o["kind"] == "Namespace" for o in objs))) + nodes()
+    raws = [RawObject(o, Source("synthetic", i + 1)) for i, o in enumerate(objs + extra)]
+    cluster = build_cluster(raws)
+    q = PortQuery(8080)
+    start = time.perf_counter()
+    engine = Engine(cluster)
+    table = engine.table(q)
+    bits = table.bits()
+    tiered_s = time.perf_counter() - start
+    n, rnd = len(engine.pods), np.random.default_rng(seed + 1)
+    eps = [Endpoint(pod=p) for p in engine.pods]
+    picks = list(zip(rnd.integers(0, n, sample).tolist(), rnd.integers(0, n, sample).tolist(), strict=False))
+    want = [decide(cluster, eps[s], eps[d], q.port, q.protocol).allowed for s, d in picks]
+    assert [bool(bits[s, d >> 3] & (0x80 >> (d & 7))) for s, d in picks] == want, "tiered matrix and decide disagree"
+    return {"cnps": len(cluster.cluster_policies), "tiered": tiered_s, "tier_ratio": tiered_s / plain_s,
+            "tier_classes": f"{table.grid.shape[0]}x{table.grid.shape[1]}",
+            "tier_allowed": float(np.unpackbits(bits, axis=1, count=n).mean())}
+
+
+def run(size: str, seed: int, sample: int, cnps: int = 0) -> dict:
     n_pods, n_pol = SIZES[size]
     objs = objects(n_pods, n_pol, seed)
     raws = [RawObject(o, Source("synthetic", i + 1)) for i, o in enumerate(objs)]
@@ -174,7 +249,8 @@ def run(size: str, seed: int, sample: int) -> dict:
         assert engine.allowed(s, d, named_q) == ref, (engine.keys[s], engine.keys[d])
     assert got == want, "matrix and decide disagree"
     matrix_s = compile_s + table_s + bits_s
-    return {"size": size, "pods": n, "policies": len(cluster.policies), "units": engine.n_units,
+    tiers = run_tiers(objs, cnps, seed, sample, matrix_s) if cnps else {}
+    return tiers | {"size": size, "pods": n, "policies": len(cluster.policies), "units": engine.n_units,
             "classes": f"{table.grid.shape[0]}x{table.grid.shape[1]}", "load": load_s, "compile": compile_s,
             "matrix": matrix_s, "named": named_s, "allowed": float(np.unpackbits(bits, axis=1, count=n).mean()),
             "point": 1_000_000 / point_s, "batch": 1_000_000 / batch_s, "naive": naive_pair * n * n,
@@ -191,6 +267,13 @@ def table_md(rows: list[dict]) -> str:
                      f"{r['load']:.2f} s | {r['compile']:.2f} s | {r['matrix']:.2f} s | {r['named']:.2f} s | "
                      f"{r['allowed']:.1%} | {r['point'] / 1e6:.1f} M | {r['batch'] / 1e6:.0f} M | "
                      f"{r['naive']:,.0f} s | {r['ratio']:,.0f}x |")
+    tiered = [r for r in rows if r.get("cnps")]
+    if tiered:
+        lines += ["", "| size | pods | policies | ClusterNetworkPolicies | classes (src x dst) | "
+                      "matrix TCP/8080 with tiers (incl. compile) | ÷ without tiers | allowed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['size']} | {r['pods']:,} | {r['policies']:,} | {r['cnps']} | {r['tier_classes']} | "
+                  f"{r['tiered']:.2f} s | {r['tier_ratio']:.2f} | {r['tier_allowed']:.1%} |" for r in tiered]
     return "\n".join(lines)
 
 
@@ -199,10 +282,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="small,medium,large")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sample", type=int, default=3000, help="pairs for the naive baseline")
+    parser.add_argument("--cnps", type=int, default=100, help="ClusterNetworkPolicies for the tiered run (0: none)")
     args = parser.parse_args()
     rows = []
     for size in args.sizes.split(","):
-        rows.append(run(size.strip(), args.seed, args.sample))
+        rows.append(run(size.strip(), args.seed, args.sample, args.cnps))
         print(f"{size}: done", file=sys.stderr, flush=True)
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}, numpy {np.__version__}\n")

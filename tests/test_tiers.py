@@ -16,6 +16,7 @@ from netpol.evaluate.decide import decide
 from netpol.evaluate.matrix import PortQuery, compute
 from netpol.evaluate.resolve import Endpoint, endpoint
 from netpol.evaluate.workloads import connectivity
+from netpol.k8s.model import Options
 from netpol.nft.plan import compile_plan
 
 
@@ -185,6 +186,24 @@ def test_matrix_connections_and_workloads_agree_with_decide():
     assert not wl.get("ministry/desk[Pod]", "slytherin/draco[Pod]").allows("TCP", 80)
 
 
+def test_replicas_a_networks_peer_tells_apart_are_separate_workloads():
+    """`networks` matches pod addresses whatever --ipblock-pods says: replicas on either side of it are
+    listed one by one, each with its own connections."""
+    def replica(name: str, ip: str) -> dict:
+        out = pod("gryffindor", name, {"app": "owl"}, (ip,))
+        out["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "owls",
+                                               "uid": "u1", "controller": True}]
+        return out
+    c = world(replica("owl-1", "198.18.5.1"), replica("owl-2", "198.18.6.1"),
+              cnp("no-5", "Admin", 1, {"namespaces": {}}, ingress=[rule("Deny", [HOUSES])],
+                  egress=[rule("Deny", [{"networks": ["198.18.5.0/24"]}], direction="to")]))
+    for opts in (Options(), Options(ipblock_pods=False)):
+        wl = connectivity(c, opts)
+        assert "gryffindor/owls[ReplicaSet]" not in wl.workloads
+        assert wl.get("ministry/desk[Pod]", "gryffindor/owl-1[Pod]").empty
+        assert wl.get("ministry/desk[Pod]", "gryffindor/owl-2[Pod]").allows("TCP", 80)
+
+
 # ---- validation ----------------------------------------------------------------------------------
 
 def test_a_valid_policy_reads():
@@ -281,17 +300,19 @@ def _random_world(rng) -> list[dict]:
 def test_random_tiers_every_member_of_a_workload_and_every_port_agree_with_decide(seed):
     import random
     c = cluster(*_random_world(random.Random(seed)))
-    wl = connectivity(c)
+    opts = Options(ipblock_pods=seed % 2 == 0)  # networks peers match pod addresses either way
+    wl = connectivity(c, opts)
     names = {p.key: n for n in wl.workloads for p in c.pods if n.startswith(p.namespace + "/" + p.name + "[")}
     for s in c.pods:
         for d in c.pods:
             if s is d:
                 continue
-            conns = connections(c, Endpoint(pod=s), Endpoint(pod=d))
+            conns = connections(c, Endpoint(pod=s), Endpoint(pod=d), opts)
             if s.key in names and d.key in names:
                 assert wl.get(names[s.key], names[d.key]) == conns, (s.key, d.key)
             for port in (79, 80, 81, 8079, 8080, 8081):
-                assert conns.allows("TCP", port) == decide(c, Endpoint(pod=s), Endpoint(pod=d), port).allowed, \
+                assert conns.allows("TCP", port) == decide(c, Endpoint(pod=s), Endpoint(pod=d), port,
+                                                           opts=opts).allowed, \
                     (s.key, d.key, port)
 
 

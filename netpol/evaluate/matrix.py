@@ -23,8 +23,9 @@ from typing import NamedTuple
 import numpy as np
 
 from netpol.errors import QueryError
-from netpol.evaluate.decide import decide
-from netpol.evaluate.resolve import Endpoint
+from netpol.evaluate import matrix_tiers
+from netpol.evaluate.folding import column_classes, int_classes
+from netpol.evaluate.tiers import tier_blocks
 from netpol.k8s.model import (
     PROTOCOLS,
     Cluster,
@@ -109,25 +110,9 @@ class _Labels:
         return out
 
 
-def _classes(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group equal columns of a boolean matrix: (class of each column, a representative column per class)."""
-    width = rows.shape[1]
-    if rows.shape[0] == 0 or width == 0:
-        return np.zeros(width, np.intp), np.zeros(min(width, 1), np.intp)
-    packed = np.ascontiguousarray(np.packbits(rows, axis=0).T)
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, reps, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return inverse.ravel().astype(np.intp), reps.astype(np.intp)
-
-
 def _stack(rows: list[np.ndarray], width: int) -> np.ndarray:
     """Rows into a (len(rows), width) bool matrix, also when there are none."""
     return np.array(rows, bool).reshape(len(rows), width)
-
-
-def _int_classes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    _, reps, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return inverse.ravel().astype(np.intp), reps.astype(np.intp)
 
 
 def _or_rows(picks: list[np.ndarray], rows: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -194,35 +179,33 @@ class Engine:
     """The policies of a cluster compiled over a list of pods, answering any pair for any port query."""
 
     def __init__(self, cluster: Cluster, pods: Sequence[Pod] | None = None, opts: Options = Options()) -> None:
-        if cluster.cluster_policies:
-            raise ValueError("the engine does not fold ClusterNetworkPolicy tiers yet: use compute()")
         self.cluster, self.opts = cluster, opts
         self.pods = tuple(cluster.pods if pods is None else pods)
         self.keys = tuple(p.key for p in self.pods)
         self._tables: dict[PortQuery, QueryGrid] = {}
-        self._ip_cache: dict[tuple[IPBlock, int], np.ndarray] = {}
+        self._ip_cache: dict[tuple[IPBlock, int, bool], np.ndarray] = {}
         self._sel_cache: dict[tuple[Peer, str | None], np.ndarray] = {}
         self._fast: dict[PortQuery, _PointTable] = {}
-        self._edges = self._ip_edges(cluster.policies)
+        blocks = [peer.ip_block for pol in cluster.policies for rule in pol.ingress + pol.egress
+                  for peer in rule.peers if peer.ip_block is not None]
+        self._edges = self._ip_edges([*blocks, *tier_blocks(cluster)])
         self._fold_units()
+        self._tiers = matrix_tiers.TierFold(self) if cluster.cluster_policies else None
 
     # ---- units: pods nothing can tell apart -------------------------------------------------------
 
-    def _ip_edges(self, policies: Sequence[NetworkPolicy]) -> dict[int, list[int]]:
-        """Per family, every address where some ipBlock or except range starts or ends (+1)."""
+    def _ip_edges(self, blocks: Sequence[IPBlock]) -> dict[int, list[int]]:
+        """Per family, every address where some ipBlock (or tier network) or except range starts or ends (+1)."""
         self._block_ranges: dict[IPBlock, tuple[int, tuple[int, int], list[tuple[int, int]]]] = {}
         edges: dict[int, set[int]] = {4: set(), 6: set()}
-        for pol in policies:
-            for rule in pol.ingress + pol.egress:
-                for peer in rule.peers:
-                    block = peer.ip_block
-                    if block is None or block in self._block_ranges:
-                        continue
-                    version, first, last = _net(block.cidr)
-                    whole, cut = (first, last), [(lo, hi) for _, lo, hi in map(_net, block.except_)]
-                    self._block_ranges[block] = (version, whole, cut)
-                    for lo, hi in [whole, *cut]:
-                        edges[version] |= {lo, hi + 1}
+        for block in blocks:
+            if block in self._block_ranges:
+                continue
+            version, first, last = _net(block.cidr)
+            whole, cut = (first, last), [(lo, hi) for _, lo, hi in map(_net, block.except_)]
+            self._block_ranges[block] = (version, whole, cut)
+            for lo, hi in [whole, *cut]:
+                edges[version] |= {lo, hi + 1}
         return {v: sorted(e) for v, e in edges.items()}
 
     def _addr_class(self, ips: list[tuple[int, int]], version: int) -> int:
@@ -293,10 +276,11 @@ class Engine:
             out[run(lo, hi)] = False
         return out
 
-    def _ip_peer(self, block: IPBlock, family: int) -> np.ndarray:
+    def _ip_peer(self, block: IPBlock, family: int, gated: bool = True) -> np.ndarray:
         """Units an ipBlock matches when the connection's family is `family`: the destination's primary
-        family, or 0 when the destination has no address, and then each unit's own primary address counts."""
-        hit = self._ip_cache.get((block, family))
+        family, or 0 when the destination has no address, and then each unit's own primary address counts.
+        `gated`: policed pods only when ipBlocks match pod addresses (tier networks always do)."""
+        hit = self._ip_cache.get((block, family, gated))
         if hit is None:
             v = self._block_ranges[block][0]
             inside = self._block_mask(block)[self._u_class[v]]
@@ -304,8 +288,8 @@ class Engine:
                 hit = inside & (self._u_family == v)
             else:
                 hit = inside if family == v else np.zeros(self.n_units, bool)
-            hit = hit & self._ipgate
-            self._ip_cache[(block, family)] = hit
+            hit = hit & self._ipgate if gated else hit
+            self._ip_cache[(block, family, gated)] = hit
         return hit
 
     def _selector_peer(self, ns: str, peer: Peer) -> np.ndarray:
@@ -351,7 +335,7 @@ class Engine:
                     owners.append(np.zeros(self.n_units, bool))
                 owners[k] |= sel
         sel_k = _stack(owners, self.n_units)
-        cls, reps = _classes(np.vstack([sel_k, isolated[None, :]]))
+        cls, reps = column_classes(np.vstack([sel_k, isolated[None, :]]))
         picks = [np.flatnonzero(sel_k[:, r]) for r in reps]
         peer_rows = [self.peers(ns or "", peers, 0) for peers, _, ns in keys]
         return list(keys), peer_rows, cls, picks, isolated[reps]
@@ -382,7 +366,7 @@ class Engine:
             for k in by_ip:
                 peers, ns = key_list[k]
                 rows[f][k] = self.peers(ns or "", peers, f)
-        cls, reps = _classes(np.vstack([rows[0], rows[4][by_ip], rows[6][by_ip]]))
+        cls, reps = column_classes(np.vstack([rows[0], rows[4][by_ip], rows[6][by_ip]]))
         return users, {f: r[:, reps] for f, r in rows.items()}, cls, isolated
 
     # ---- one query ---------------------------------------------------------------------------------
@@ -435,12 +419,12 @@ class Engine:
         # egress: rows over source classes, columns over destination classes
         keys, peer_rows, e_src, picks, e_iso = self._egress
         targets = _stack([ports(k[1]) & r for k, r in zip(keys, peer_rows, strict=False)], self.n_units)
-        e_dst, d_reps = _classes(targets)
+        e_dst, d_reps = column_classes(targets)
         egress = _or_rows(picks, targets[:, d_reps], e_iso)
         # ingress: columns over destination classes (per family), rows over source classes
         users, src_rows, i_src, i_iso = self._ingress
         active = _stack([np.logical_or.reduce([sel & ports(p) for sel, p in u]) for u in users], self.n_units)
-        i_dst, a_reps = _classes(np.vstack([active, i_iso[None, :], self._u_family[None, :] == 4,
+        i_dst, a_reps = column_classes(np.vstack([active, i_iso[None, :], self._u_family[None, :] == 4,
                                             self._u_family[None, :] == 6]))
         fam = self._u_family[a_reps]
         picks_in = [np.flatnonzero(active[:, r]) for r in a_reps]
@@ -448,10 +432,14 @@ class Engine:
         for c, (keys_c, f) in enumerate(zip(picks_in, fam, strict=False)):
             if i_iso[a_reps[c]]:
                 ingress[:, c] = src_rows[int(f)][keys_c].any(axis=0) if keys_c.size else False
+        if self._tiers is not None:  # Admin before, Baseline after NetworkPolicy, per direction
+            e_src, e_dst, egress = matrix_tiers.fold_egress(self._tiers, q, port, e_src, e_dst, egress,
+                                                            e_iso[e_src])
+            i_src, i_dst, ingress = matrix_tiers.fold_ingress(self._tiers, q, port, i_src, i_dst, ingress, i_iso)
         # fold both directions into one source and one destination class per unit
-        s_cls, s_reps = _int_classes(e_src.astype(np.int64) * (i_src.max(initial=0) + 1) + i_src)
+        s_cls, s_reps = int_classes(e_src.astype(np.int64) * (i_src.max(initial=0) + 1) + i_src)
         d_key = (e_dst.astype(np.int64) * (i_dst.max(initial=0) + 1) + i_dst) * 2 + ok
-        d_cls, d_reps2 = _int_classes(d_key)
+        d_cls, d_reps2 = int_classes(d_key)
         grid = egress[e_src[s_reps]][:, e_dst[d_reps2]] & ingress[i_src[s_reps]][:, i_dst[d_reps2]] \
             & ok[d_reps2][None, :]
         u = self._unit_of
@@ -574,23 +562,4 @@ def resolve_port(pod: Pod, q: PortQuery) -> int | None:
 def compute(cluster: Cluster, queries: list[PortQuery], pods: list[Pod] | None = None,
             opts: Options = Options()) -> Matrix:
     """Every ordered pair of `pods` (default: all pods and workloads) for each query."""
-    if cluster.cluster_policies:
-        return decided(cluster, queries, list(cluster.pods if pods is None else pods), opts)
     return Engine(cluster, pods, opts).matrix(queries)
-
-
-def decided(cluster: Cluster, queries: list[PortQuery], pods: list[Pod], opts: Options) -> Matrix:
-    """The matrix from `decide`, pair by pair: with ClusterNetworkPolicy tiers, which the engine does not
-    fold yet (slower: fine for clusters a review looks at, not for 10k pods)."""
-    ends = [Endpoint(pod=p) for p in pods]
-    bits = []
-    for q in queries:
-        grid = np.zeros((len(pods), len(pods)), bool)
-        for j, dst in enumerate(pods):
-            port = resolve_port(dst, q)
-            if port is None:
-                continue
-            for i in range(len(pods)):
-                grid[i, j] = decide(cluster, ends[i], ends[j], port, q.protocol, opts).allowed
-        bits.append(np.packbits(grid, axis=1))
-    return Matrix(tuple(p.key for p in pods), tuple(queries), tuple(bits))

@@ -11,10 +11,22 @@ offline and never matches here (the verdict says so).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from netpol.evaluate.resolve import Endpoint
-from netpol.k8s.model import EGRESS, Action, Cluster, ClusterNetworkPolicy, CnpPeer, CnpRule, IPAddress, Pod, Tier
+from netpol.k8s.model import (
+    EGRESS,
+    Action,
+    Cluster,
+    ClusterNetworkPolicy,
+    CnpPeer,
+    CnpRule,
+    IPAddress,
+    IPBlock,
+    Pod,
+    Tier,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,22 @@ def node_addresses(cluster: Cluster, peer: CnpPeer) -> list[IPAddress]:
         return []
     return [ipaddress.ip_address(a) for n in cluster.nodes if peer.nodes.matches(n.labels)
             for k, a in n.addresses if k in ("InternalIP", "ExternalIP")]
+
+
+def peer_blocks(cluster: Cluster, peer: CnpPeer) -> list[IPBlock]:
+    """The addresses a `networks` or `nodes` peer matches, as blocks."""
+    out = [IPBlock.model_construct(cidr=str(n), except_=()) for n in peer.nets]
+    bits = {4: 32, 6: 128}
+    out += [IPBlock.model_construct(cidr=f"{a}/{bits[a.version]}", except_=()) for a in node_addresses(cluster, peer)]
+    return out
+
+
+def tier_blocks(cluster: Cluster) -> Iterator[IPBlock]:
+    """Every address range a tier rule matches: the engine cuts address classes at their edges too."""
+    for cnp in cluster.cluster_policies:
+        for rule in cnp.ingress + cnp.egress:
+            for peer in rule.peers:
+                yield from peer_blocks(cluster, peer)
 
 
 def peer_matches(cluster: Cluster, peer: CnpPeer, ep: Endpoint, version: int | None) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
 from netpol.evaluate.resolve import Endpoint
-from netpol.evaluate.tiers import node_addresses
+from netpol.evaluate.tiers import peer_blocks, tier_blocks
 from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, IPBlock, LabelSelector, Options, Pod
 from netpol.spans import subtract
 
@@ -132,9 +132,7 @@ def _rule_blocks(cluster: Cluster, direction: str) -> dict[tuple, list[IPBlock]]
                 out[(i, j)] = blocks
     for i, cnp in enumerate(cluster.cluster_policies):  # egress networks and node addresses cut ranges too
         for j, crule in enumerate(cnp.rules(direction)):
-            blocks = [IPBlock(cidr=str(n)) for peer in crule.peers for n in peer.nets]
-            blocks += [IPBlock(cidr=f"{a}/{a.max_prefixlen}") for peer in crule.peers
-                       for a in node_addresses(cluster, peer)]
+            blocks = [b for peer in crule.peers for b in peer_blocks(cluster, peer)]
             if blocks:
                 out[("cnp", i, j)] = blocks
     return out
@@ -224,10 +222,11 @@ class _Classes:
             for sel in (cnp.subject, *(p for r in cnp.ingress + cnp.egress for p in r.peers)):
                 if sel.pods is not None:
                     sels[sel.pods.pod_selector] = None
-                for n in sel.nets:
-                    blocks[IPBlock(cidr=str(n))] = None
         self.selectors, self.blocks = list(sels), list(blocks)
+        # networks and nodes peers match pod addresses whatever --ipblock-pods says
+        self.tier_blocks = list(dict.fromkeys(tier_blocks(self.cluster)))
         self._by_block = _Atoms({i: [b] for i, b in enumerate(self.blocks)}, (), False)
+        self._by_tier_block = _Atoms({i: [b] for i, b in enumerate(self.tier_blocks)}, (), False)
         self._keys: dict[int, tuple] = {}
 
     def key(self, pod: Pod) -> tuple:
@@ -237,7 +236,8 @@ class _Classes:
             found = (pod.namespace, pod.host_network,
                      tuple(s.matches(pod.labels) for s in self.selectors),
                      tuple(sorted((p.name, p.port, p.protocol) for p in pod.ports if p.name)),
-                     tuple((ip.version, self._by_block.held_by(ip) if seen else frozenset())
+                     tuple((ip.version, self._by_block.held_by(ip) if seen else frozenset(),
+                            self._by_tier_block.held_by(ip))
                            for ip in pod.addresses))
             self._keys[id(pod)] = found
         return found
@@ -289,7 +289,7 @@ class Connectivity:
 
 def _has_v6(cluster: Cluster, classes: _Classes) -> bool:
     """IPv6 external space is shown only for clusters that use IPv6 (np-guard models IPv4 only)."""
-    return any(b.network.version == 6 for b in classes.blocks) or any(
+    return any(b.network.version == 6 for b in classes.blocks + classes.tier_blocks) or any(
         ip.version == 6 for p in cluster.pods for ip in p.addresses)
 
 

@@ -102,7 +102,7 @@ class _Judge:
         pods = self.cluster.by_address.get(f.client), self.cluster.by_address.get(f.server)
         if all(p is not None and p.kind == "Pod" and not p.host_network for p in pods):
             self.asked += 1
-            if self.engine is None and self.asked > self.ENGINE_AFTER and not self.cluster.cluster_policies:
+            if self.engine is None and self.asked > self.ENGINE_AFTER:
                 self.engine = Engine(self.cluster, None, self.opts)
             if self.engine is not None:  # both sides: a flow either side denies is denied
                 src, dst = (self.engine.index(p.key) for p in pods if p is not None)
