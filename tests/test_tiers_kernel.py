@@ -25,24 +25,28 @@ def cnp(name: str, tier: str, priority: int, subject: dict, **rules: list) -> di
 
 
 def tenants(seed: int) -> list[dict]:
-    """Two tenants and a shared namespace; random Admin and Baseline policies over NetworkPolicies."""
+    """Two tenants and a shared namespace; random Admin and Baseline policies over NetworkPolicies (peers:
+    namespaces, pods, networks and nodes)."""
     rng = random.Random(seed)
     objs = [namespace("t1", tenant="t1"), namespace("t2", tenant="t2"), namespace("shared")]
     for i in range(6):
         objs.append(pod(["t1", "t2", "shared"][i % 3], f"p{i}", {"app": rng.choice(["a", "b"])},
                         (f"198.18.{i % 3}.{i + 1}",), container_ports((rng.choice([80, 8080]), "TCP", "web"),
                                                                       (81, "UDP", "dns"))))
+    # a Node whose address is p4's: `nodes` peers match addresses, whatever holds them
+    objs.append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "infra-1", "labels": {"role": "infra"}},
+                 "status": {"addresses": [{"type": "InternalIP", "address": "198.18.1.5"}]}})
     if rng.random() < 0.6:
         objs.append(policy("t2", "np", {"podSelector": {}, "ingress": [{"ports": [{"port": "web"}]}]}))
     peers = [{"namespaces": {"matchExpressions": [{"key": "tenant", "operator": "Exists"}]}},
              {"pods": {"podSelector": {"matchLabels": {"app": "b"}}}}, {"namespaces": {}},
-             {"networks": ["198.18.1.0/24"]}]
+             {"networks": ["198.18.1.0/24"]}, {"nodes": {"matchLabels": {"role": "infra"}}}]
     protos = [None, [{"tcp": {"destinationPort": {"number": 80}}}], [{"destinationNamedPort": "web"}],
               [{"udp": {"destinationPort": {"range": {"start": 1, "end": 100}}}}]]
     for i in range(rng.randint(1, 4)):
-        egress = rng.random() < 0.4
-        peer = rng.choice(peers if egress else peers[:3])
-        if egress and "networks" in peer:
+        egress = rng.random() < 0.5
+        peer = rng.choice(peers + peers[3:] if egress else peers[:3])  # addresses twice as often
+        if egress and ("networks" in peer or "nodes" in peer):  # no named ports towards addresses
             proto = rng.choice([None, protos[1], protos[3]])
         else:
             proto = rng.choice(protos)
