@@ -429,8 +429,55 @@ def test_cluster_network_policies_are_watched_and_enforced(lab, cluster, start):
     expect(lab, {(2, 0): True, (1, 0): True})
 
 
+def test_domain_names_rules_are_counted_and_logged_as_not_enforced(lab, cluster, start, caplog):
+    import logging
+    caplog.set_level(logging.WARNING, logger="netpol.agent")
+    run = start()
+    applied = cluster.stub.apply({"kind": "ClusterNetworkPolicy", "metadata": {"name": "names"},
+                                  "spec": {"tier": "Admin", "priority": 1, "subject": {"namespaces": {}},
+                                           "egress": [{"action": "Deny", "to": [{"domainNames": ["a.example.com"]}]}]}})
+    run.applied(applied)
+    assert "netpol_agent_unsupported_rules 1.0" in run.metrics()
+    assert any("domainNames rule is not enforced" in r.getMessage() for r in caplog.records)
+    expect(lab, {(1, 0): True})  # it matches nothing
+
+
+def test_v1alpha1_admin_network_policies_are_watched_and_enforced(lab, cluster, start):
+    """Users still on v1alpha1: an AdminNetworkPolicy is the Admin tier (Deny closes, deleting opens)."""
+    deny = {"kind": "AdminNetworkPolicy", "metadata": {"name": "no-b"},
+            "spec": {"priority": 1, "subject": {"namespaces": {}},
+                     "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {
+                         "kubernetes.io/metadata.name": "b"}}}]}]}}
+    start()
+    expect(lab, {(2, 0): True, (1, 0): True})
+    cluster.stub.apply(deny)
+    expect(lab, {(2, 0): False, (1, 0): True})
+    cluster.stub.delete("AdminNetworkPolicy", "no-b")
+    expect(lab, {(2, 0): True, (1, 0): True})
+
+
+def test_nodes_peers_follow_the_watched_nodes(lab, cluster, start):
+    """A `nodes` peer matches the addresses of the Nodes it selects, as the watch reports them: a Deny
+    towards nodes labelled infra closes h2 once a Node holding h2's address gets the label, and opens
+    it again when the label goes."""
+    cluster.stub.apply({"kind": "ClusterNetworkPolicy", "metadata": {"name": "no-infra"},
+                        "spec": {"tier": "Admin", "priority": 1, "subject": {"namespaces": {}},
+                                 "egress": [{"action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "infra"}}}]}]}})
+    node = {"kind": "Node", "metadata": {"name": "infra-1", "labels": {}},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip(2)}]}}
+    cluster.stub.apply(node)
+    start()
+    expect(lab, {(1, 2): True, (1, 0): True})
+    node["metadata"]["labels"] = {"role": "infra"}
+    cluster.stub.apply(node)
+    expect(lab, {(1, 2): False, (0, 2): False, (1, 0): True})
+    node["metadata"]["labels"] = {}
+    cluster.stub.apply(node)
+    expect(lab, {(1, 2): True, (1, 0): True})
+
+
 def test_without_the_cluster_network_policy_crd_the_agent_still_syncs(lab, cluster, start):
-    cluster.stub.absent.add("ClusterNetworkPolicy")
+    cluster.stub.absent |= {"ClusterNetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy"}
     cluster.web_only_from(CLIENTS)
     start()  # ready: waits for the first full sync
     expect(lab, {(2, 0): False, (1, 0): True})

@@ -68,10 +68,13 @@ def test_rbac_is_read_only_and_minimal():
     rbac = by_kind("rbac.yaml")
     rules = rbac["ClusterRole"]["rules"]
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    wanted = {(g, r, v) for g, r in (("", "pods"), ("", "namespaces"), ("networking.k8s.io", "networkpolicies"),
-                                      ("policy.networking.k8s.io", "clusternetworkpolicies"))
-              for v in ("get", "list", "watch")} | {("", "nodes", "get")}  # its own Node's podCIDRs
-    assert granted == wanted
+    from netpol.agent.source import CUSTOM
+    from netpol.agent.store import KINDS
+    core = {"Namespace": ("", "namespaces"), "Pod": ("", "pods"), "Node": ("", "nodes"),
+            "NetworkPolicy": ("networking.k8s.io", "networkpolicies")}
+    watched = {core.get(k) or (CUSTOM[k]["group"], CUSTOM[k]["plural"]) for k in KINDS}
+    # exactly what the agent watches (and gets: its own Node), read only
+    assert granted == {(g, r, v) for g, r in watched for v in ("get", "list", "watch")}
     binding = rbac["ClusterRoleBinding"]
     sa = rbac["ServiceAccount"]["metadata"]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",

@@ -66,6 +66,25 @@ def test_sync_replaces_a_whole_kind_at_once():
     assert sorted(ips(s)) == ["a/p2", "a/p3"]
 
 
+def test_tier_kinds_share_a_table_without_sharing_names_and_nodes_keep_their_last_good_version():
+    """A ClusterNetworkPolicy and an AdminNetworkPolicy may both be called `x`: both apply. A Node the
+    model cannot read (a newer API) keeps its last good version: dropping it would unmatch `nodes` peers."""
+    s = Store()
+    spec = {"priority": 1, "subject": {"namespaces": {}}, "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}]}
+    s.apply(Event("ClusterNetworkPolicy", "ADDED", {"metadata": {"name": "x"}, "spec": {"tier": "Admin", **spec}}))
+    s.apply(Event("AdminNetworkPolicy", "ADDED", {"metadata": {"name": "x"}, "spec": spec}))
+    assert sorted(p.key for p in s.snapshot().cluster.cluster_policies) == ["anp/x", "cnp/x"]
+    s.apply(Event("AdminNetworkPolicy", "SYNC", items=()))
+    assert [p.key for p in s.snapshot().cluster.cluster_policies] == ["cnp/x"]
+    node = {"metadata": {"name": "n1", "labels": {"role": "infra"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "198.18.9.1"}]}}
+    s.apply(Event("Node", "ADDED", node))
+    s.apply(Event("Node", "MODIFIED", {**node, "status": {"addresses": [{"type": "InternalIP", "address": "x"}]}}))
+    (kept,) = s.snapshot().cluster.nodes
+    assert kept.labels == {"role": "infra"} and kept.addresses == (("InternalIP", "198.18.9.1"),)
+    assert any(k.startswith("Node n1") for k in s.invalid)
+
+
 def test_finished_pods_are_dropped():
     s = Store()
     s.apply(Event("Namespace", "SYNC", items=(ns("a"),)))

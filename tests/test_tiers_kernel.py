@@ -24,7 +24,7 @@ def cnp(name: str, tier: str, priority: int, subject: dict, **rules: list) -> di
             "metadata": {"name": name}, "spec": {"tier": tier, "priority": priority, "subject": subject, **rules}}
 
 
-def tenants(seed: int) -> list[dict]:
+def tenants(seed: int, policies: tuple[int, int] = (1, 4)) -> list[dict]:
     """Two tenants and a shared namespace; random Admin and Baseline policies over NetworkPolicies (peers:
     namespaces, pods, networks and nodes)."""
     rng = random.Random(seed)
@@ -43,7 +43,7 @@ def tenants(seed: int) -> list[dict]:
              {"networks": ["198.18.1.0/24"]}, {"nodes": {"matchLabels": {"role": "infra"}}}]
     protos = [None, [{"tcp": {"destinationPort": {"number": 80}}}], [{"destinationNamedPort": "web"}],
               [{"udp": {"destinationPort": {"range": {"start": 1, "end": 100}}}}]]
-    for i in range(rng.randint(1, 4)):
+    for i in range(rng.randint(*policies)):
         egress = rng.random() < 0.5
         peer = rng.choice(peers + peers[3:] if egress else peers[:3])  # addresses twice as often
         if egress and ("networks" in peer or "nodes" in peer):  # no named ports towards addresses
@@ -64,3 +64,17 @@ def test_random_tiers_through_the_lab_agree_with_decide(seed):
     result = verify(cluster(*tenants(seed)), QUERIES, Options(), f"nptr{uuid.uuid4().hex[:5]}", timeout=0.4)
     assert result.disagreements == [], tenants(seed)
     assert len(result.probes) > 100
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tiers_of_many_policies_agree_with_decide(seed):
+    """40 Admin policies (about 20 per direction), most selecting the same pods: every path stays two
+    chains deep (the kernel refuses deeper than 16), and the kernel still walks them as `decide` does."""
+    objs = tenants(100 + seed, policies=(40, 40))
+    for o in objs:
+        if o["kind"] == "ClusterNetworkPolicy":
+            o["spec"]["tier"] = "Admin"
+    result = verify(cluster(*objs), QUERIES, Options(), f"nptm{uuid.uuid4().hex[:5]}", timeout=0.4)
+    assert result.disagreements == [], objs
+    assert min(sum(d in o["spec"] for o in objs if o["kind"] == "ClusterNetworkPolicy")
+               for d in ("ingress", "egress")) > 12

@@ -77,6 +77,8 @@ class Metrics:
         self.policies = Gauge("netpol_agent_policies_enforced", "NetworkPolicies compiled into the rules.",
                               registry=r)
         self.objects = Gauge("netpol_agent_objects", "Objects in the agent's store.", ["kind"], registry=r)
+        self.unsupported = Gauge("netpol_agent_unsupported_rules", "ClusterNetworkPolicy rules not enforced "
+                                 "(domainNames peers).", registry=r)
         self.ready = Gauge("netpol_agent_ready", "1 once the first full sync is in the kernel.", registry=r)
         self.revoked = Counter("netpol_agent_revoked_connections", "Established connections cut because the "
                                "policies no longer allow them.", registry=r)

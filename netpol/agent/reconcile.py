@@ -82,6 +82,7 @@ class Reconciler:
         self._on_batch = on_batch
         self._queue: queue.SimpleQueue[tuple[float, Event] | None] = queue.SimpleQueue()
         self._listed: set[str] = set()
+        self._unsupported: set[str] = set()  # domainNames rules seen (logged once each)
         self._applied_version = -1
         self._failures = 0
         self._retry_at: float | None = None
@@ -167,6 +168,18 @@ class Reconciler:
                 self._listed.add(ev.kind)
         for kind, n in self.store.counts().items():
             self._metrics.objects.labels(kind).set(n)
+        self._note_unsupported()
+
+    def _note_unsupported(self) -> None:
+        """Tier rules with domainNames peers are not enforced (what a name resolves to is not known to
+        the rules): counted in a gauge, and each logged once when it appears."""
+        found = {f"{cnp.key} egress[{i}]" for cnp in self.store.cluster_policies.values()
+                 for i, rule in enumerate(cnp.egress) if any(p.domain_names for p in rule.peers)}
+        for rule in sorted(found - self._unsupported):
+            log.warning("a domainNames rule is not enforced: it matches nothing in the kernel",
+                        extra={"fields": {"rule": rule}})
+        self._unsupported = found
+        self._metrics.unsupported.set(len(found))
 
     # ---- syncing ---------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""List then watch Namespaces, Pods and NetworkPolicies through the official client.
+"""List then watch Namespaces, Pods, NetworkPolicies, Nodes and the tier kinds through the official client.
 
 One thread per kind. A list becomes one SYNC event (the store swaps the whole kind at once);
 then the watch resumes from the newest resourceVersion seen (events and bookmarks). A stream
@@ -26,10 +26,17 @@ RESOURCES: dict[Kind, tuple[str, str]] = {
     "Namespace": ("CoreV1Api", "list_namespace"),
     "Pod": ("CoreV1Api", "list_pod_for_all_namespaces"),
     "NetworkPolicy": ("NetworkingV1Api", "list_network_policy_for_all_namespaces"),
+    "Node": ("CoreV1Api", "list_node"),
     "ClusterNetworkPolicy": ("CustomObjectsApi", "list_cluster_custom_object"),
+    "AdminNetworkPolicy": ("CustomObjectsApi", "list_cluster_custom_object"),
+    "BaselineAdminNetworkPolicy": ("CustomObjectsApi", "list_cluster_custom_object"),
 }
-CUSTOM = {"ClusterNetworkPolicy": {"group": "policy.networking.k8s.io", "version": "v1alpha2",
-                                   "plural": "clusternetworkpolicies"}}
+_GROUP = "policy.networking.k8s.io"
+CUSTOM = {  # CRDs: a 404 means not installed (none exist), looked for again every ABSENT_RETRY
+    "ClusterNetworkPolicy": {"group": _GROUP, "version": "v1alpha2", "plural": "clusternetworkpolicies"},
+    "AdminNetworkPolicy": {"group": _GROUP, "version": "v1alpha1", "plural": "adminnetworkpolicies"},
+    "BaselineAdminNetworkPolicy": {"group": _GROUP, "version": "v1alpha1", "plural": "baselineadminnetworkpolicies"},
+}
 ABSENT_RETRY = 30.0  # seconds between looks for a CRD that is not installed
 LIST_CHUNK = 500
 

@@ -18,22 +18,33 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from netpol.errors import InputError
-from netpol.k8s.cnp import CNP_API, cluster_network_policy, tier_order
-from netpol.k8s.model import Cluster, ClusterNetworkPolicy, LabelSelector, Namespace, NetworkPolicy, Pod
+from netpol.k8s.cnp import CNP_API, V1ALPHA1, admin_network_policy, cluster_network_policy, tier_order
+from netpol.k8s.model import Cluster, ClusterNetworkPolicy, LabelSelector, Namespace, NetworkPolicy, Node, Pod
 from netpol.k8s.parse import namespace as parse_namespace
 from netpol.k8s.parse import network_policy as parse_policy
 from netpol.k8s.parse import pod as parse_pod
+from netpol.k8s.services import node as parse_node
 from netpol.k8s.source import RawObject, Source
 
-Kind = Literal["Namespace", "Pod", "NetworkPolicy", "ClusterNetworkPolicy"]
-KINDS: tuple[Kind, ...] = ("Namespace", "Pod", "NetworkPolicy", "ClusterNetworkPolicy")
+Kind = Literal["Namespace", "Pod", "NetworkPolicy", "Node", "ClusterNetworkPolicy", "AdminNetworkPolicy",
+               "BaselineAdminNetworkPolicy"]
+KINDS: tuple[Kind, ...] = ("Namespace", "Pod", "NetworkPolicy", "Node", "ClusterNetworkPolicy", "AdminNetworkPolicy",
+                           "BaselineAdminNetworkPolicy")
+TIER_KINDS: tuple[Kind, ...] = ("ClusterNetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy")
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "SYNC"]
-PARSERS = {"Namespace": parse_namespace, "NetworkPolicy": parse_policy, "ClusterNetworkPolicy": cluster_network_policy}
+PARSERS = {"Namespace": parse_namespace, "NetworkPolicy": parse_policy, "Node": parse_node,
+           "ClusterNetworkPolicy": cluster_network_policy, "AdminNetworkPolicy": admin_network_policy,
+           "BaselineAdminNetworkPolicy": admin_network_policy}
+API_VERSIONS = {"ClusterNetworkPolicy": CNP_API, "AdminNetworkPolicy": V1ALPHA1, "BaselineAdminNetworkPolicy": V1ALPHA1}
+# Kinds the API server validates and whose objects the model reads whole: one it cannot read is an
+# object from a newer API, and the last good version is kept rather than dropped (dropping a Deny or
+# the address of a `nodes` peer would open traffic).
+KEEP_LAST_GOOD = frozenset({"Node", *TIER_KINDS})
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,8 @@ class Store:
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     pods: dict[str, _PodEntry] = field(default_factory=dict)
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
-    cluster_policies: dict[str, ClusterNetworkPolicy] = field(default_factory=dict)
+    cluster_policies: dict[str, ClusterNetworkPolicy] = field(default_factory=dict)  # by "kind/name"
+    nodes: dict[str, Node] = field(default_factory=dict)
     invalid: dict[str, str] = field(default_factory=dict)  # "Kind ns/name" -> why it was not understood
     version: int = 0
     _claims: itertools.count = field(default_factory=itertools.count)
@@ -115,10 +127,11 @@ class Store:
             changed |= self._put(kind, obj)
         return changed
 
-    def _table(self, kind: Kind) -> dict[str, Any]:
+    def _table(self, kind: Kind) -> MutableMapping[str, Any]:
+        if kind in TIER_KINDS:  # one table, keyed by kind and name (kinds may share names)
+            return _Prefixed(self.cluster_policies, kind)
         tables: dict[str, dict[str, Any]] = {"Namespace": self.namespaces, "Pod": self.pods,
-                                             "NetworkPolicy": self.policies,
-                                             "ClusterNetworkPolicy": self.cluster_policies}
+                                             "NetworkPolicy": self.policies, "Node": self.nodes}
         return tables[kind]
 
     def _delete(self, kind: Kind, ident: str) -> bool:
@@ -133,7 +146,7 @@ class Store:
 
     def _put(self, kind: Kind, obj: dict) -> bool:
         ident = _ident(obj)
-        api = {"apiVersion": CNP_API} if kind == "ClusterNetworkPolicy" else {}
+        api = {"apiVersion": API_VERSIONS[kind]} if kind in API_VERSIONS else {}
         raw = RawObject({**obj, **api, "kind": kind}, Source(f"cluster:{kind}/{ident}", 0))
         self.invalid.pop(f"{kind} {ident}", None)
         try:
@@ -142,7 +155,7 @@ class Store:
             value = PARSERS[kind](raw)
         except InputError as exc:
             self.invalid[f"{kind} {ident}"] = str(exc)
-            if kind == "ClusterNetworkPolicy":  # the API server admits none such: keep what was read before
+            if kind in KEEP_LAST_GOOD:
                 return False
             if kind != "NetworkPolicy":
                 return self._delete(kind, ident)
@@ -236,7 +249,8 @@ class Store:
         policies = tuple(p for _, p in sorted(self.policies.items()) if p.namespace in namespaces)
         tiered = tuple(sorted(self.cluster_policies.values(), key=tier_order))
         cluster = Cluster.model_construct(namespaces=namespaces, pods=tuple(self._settled.values()),
-                                          policies=policies, services=(), endpoint_slices=(), nodes=(),
+                                          policies=policies, services=(), endpoint_slices=(),
+                                          nodes=tuple(n for _, n in sorted(self.nodes.items())),
                                           cluster_policies=tiered, ignored=())
         changes = None if self._whole else {k: self._settled.get(k) for k in self._changed}
         snap = Snapshot(cluster, self.version, tuple(sorted(self._held)), tuple(sorted(self._reused)), changes,
@@ -246,7 +260,30 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return {"namespaces": len(self.namespaces), "pods": len(self.pods), "policies": len(self.policies),
-                "cluster_policies": len(self.cluster_policies)}
+                "cluster_policies": len(self.cluster_policies), "nodes": len(self.nodes)}
+
+
+class _Prefixed(MutableMapping[str, Any]):
+    """The entries of one kind in a table shared by several kinds (keys "kind/name")."""
+
+    def __init__(self, table: dict[str, Any], kind: str) -> None:
+        self._table, self._prefix = table, f"{kind}/"
+
+    def __getitem__(self, key: str) -> Any:
+        return self._table[self._prefix + key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._table[self._prefix + key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._table[self._prefix + key]
+
+    def __iter__(self) -> Iterator[str]:
+        n = len(self._prefix)
+        return iter([k[n:] for k in self._table if k.startswith(self._prefix)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _mark(keys: set[str], key: str, present: bool) -> None:

@@ -1,23 +1,24 @@
 """The ClusterNetworkPolicy tiers in the table: per tier, direction and family, a dispatch map keyed by
-pod address jumps into the chain of the first policy of the tier whose subject selects the pod; a
-policy chain holds its rules in written order, each ending in its action (Accept: accept, which ends
-this direction's base chain only; Deny: drop; Pass: return, back to the base chain, past the rest
-of the tier); a chain that matched nothing goes on (goto) to the next policy selecting the pod, or
-returns. The base chain asks the Admin maps before NetworkPolicy's and the Baseline maps after
-them: a pod that NetworkPolicy isolates for a direction ends there and never reaches Baseline.
+pod address jumps into the chain of the pod's *subject class*: the pods selected by the same policies
+of the tier, in order. That chain holds the rules of those policies one after the other, in policy
+order and written order, each ending in its action (Accept: accept, which ends this direction's base
+chain only; Deny: drop; Pass: return, back to the base chain, past the rest of the tier); a packet
+no rule matched returns at the chain's end. The base chain asks the Admin maps before
+NetworkPolicy's and the Baseline maps after them: a pod that NetworkPolicy isolates for a direction
+ends there and never reaches Baseline.
 
-Like NetworkPolicy's walk, the shape depends on policies only; pods fill maps. The kernel refuses jump
-paths deeper than 16 chains, so a tier holds at most CHUNK policies with rules in one direction.
+Every path is two chains deep whatever the number of policies (the kernel refuses jump paths deeper
+than 16); a rule's peer and port sets are declared once and shared by every class chain holding it,
+so only rule entries repeat, once per subject class. The shape depends on policies and on which
+combinations of them select local pods; pods fill maps.
 """
 
 from __future__ import annotations
 
-from netpol.errors import NetpolError
 from netpol.k8s.model import DIRECTIONS, EGRESS, Action, Direction, IPAddress, Tier
 from netpol.nft.plan import FAMILIES, Plan, TierPlan
 from netpol.nft.render import (
     ADDR_TYPE,
-    CHUNK,
     SHORT,
     Elem,
     Expr,
@@ -40,8 +41,9 @@ def tier_map(tier: Tier, direction: Direction, version: int) -> str:
     return f"{str(tier).lower()}_{direction}{version}"
 
 
-def tier_chain(tp: TierPlan, direction: Direction, version: int) -> str:
-    return f"t{_TIER[tp.tier]}_{short_id(tp.key)}_{SHORT[direction]}{version}"
+def class_chain(tier: Tier, keys: tuple[str, ...], direction: Direction, version: int) -> str:
+    """The chain of the pods that exactly these policies of the tier select (in order)."""
+    return f"t{_TIER[tier]}_{short_id(' '.join(keys))}_{SHORT[direction]}{version}"
 
 
 def _action(action: Action, deny: str) -> Expr:
@@ -51,11 +53,7 @@ def _action(action: Action, deny: str) -> Expr:
 
 
 def walked(plan: Plan, tier: Tier, d: Direction) -> list[TierPlan]:
-    found = [tp for tp in plan.tiers if tp.tier == tier and tp.rules(d)]
-    if len(found) > CHUNK:
-        raise NetpolError(f"{len(found)} {tier} ClusterNetworkPolicies with {d} rules: the table holds at most "
-                          f"{CHUNK} per tier and direction yet (the kernel's jump depth)")
-    return found
+    return [tp for tp in plan.tiers if tp.tier == tier and tp.rules(d)]
 
 
 def build_tiers(t: TableDraft, plan: Plan, deny: str) -> dict[tuple[Tier, Direction], list[NftRule]]:
@@ -69,8 +67,7 @@ def build_tiers(t: TableDraft, plan: Plan, deny: str) -> dict[tuple[Tier, Direct
                 continue
             bodies = {tp.key: _policy_rules(t, tp, d, deny) for tp in policies}
             for v in FAMILIES:
-                _declare_walk(t, policies, d, v)
-                t.chains += [_policy_chain(tp, d, v, bodies[tp.key][v]) for tp in policies]
+                t.chains += _declare_walk(t, tier, policies, bodies, d, v)
                 fld = "saddr" if d == EGRESS else "daddr"
                 out[(tier, d)].append(NftRule((_vmap(_addr(v, fld), tier_map(tier, d, v)),),
                                               RuleId(rule=f"{str(tier).lower()} {d} dispatch ipv{v}")))
@@ -89,30 +86,19 @@ def _policy_rules(t: TableDraft, tp: TierPlan, d: Direction, deny: str) -> dict[
     return out
 
 
-def _policy_chain(tp: TierPlan, d: Direction, v: int, body: list[NftRule]) -> NftChain:
-    """The policy's rules, then the walk goes on."""
-    rules = list(body)
-    own = "saddr" if d == EGRESS else "daddr"
-    kind = tp.key.partition("/")[0]
-    rules += [NftRule((_vmap(_addr(v, own), tier_chain(tp, d, v) + "n"),), RuleId(kind, tp.name, d, "next")),
-              NftRule((_verdict("return"),), RuleId(kind, tp.name, d, "end"))]
-    return NftChain(tier_chain(tp, d, v), tuple(rules))
-
-
-def _declare_walk(t: TableDraft, policies: list[TierPlan], d: Direction, v: int) -> None:
-    """The dispatch map (pod -> jump its first policy) and each policy's next map (pod -> goto its
-    next policy), from the pods each policy's subject selects."""
-    selecting: dict[IPAddress, list[TierPlan]] = {}
+def _declare_walk(t: TableDraft, tier: Tier, policies: list[TierPlan], bodies: dict[str, dict[int, list[NftRule]]],
+                  d: Direction, v: int) -> list[NftChain]:
+    """The dispatch map (pod -> jump its subject class's chain) and the class chains."""
+    classes: dict[IPAddress, list[str]] = {}
     for tp in policies:
         for a in tp.selected[v]:
-            selecting.setdefault(a, []).append(tp)
-    first: set[Elem] = set()
-    nexts: dict[str, set[Elem]] = {tp.key: set() for tp in policies}
-    for a, chain in selecting.items():
-        key = (_point(a),)
-        first.add((key, f"jump {tier_chain(chain[0], d, v)}"))
-        for here, there in zip(chain, chain[1:], strict=False):
-            nexts[here.key].add((key, f"goto {tier_chain(there, d, v)}"))
-    t.declare(NftSet(tier_map(policies[0].tier, d, v), (ADDR_TYPE[v],), verdicts=True), first)
-    for tp in policies:
-        t.declare(NftSet(tier_chain(tp, d, v) + "n", (ADDR_TYPE[v],), verdicts=True), nexts[tp.key])
+            classes.setdefault(a, []).append(tp.key)
+    dispatch: set[Elem] = set()
+    chains: dict[str, NftChain] = {}
+    for a, keys in classes.items():
+        name = class_chain(tier, tuple(keys), d, v)
+        dispatch.add(((_point(a),), f"jump {name}"))
+        if name not in chains:
+            chains[name] = NftChain(name, tuple(r for key in keys for r in bodies[key][v]))
+    t.declare(NftSet(tier_map(tier, d, v), (ADDR_TYPE[v],), verdicts=True), dispatch)
+    return [chains[name] for name in sorted(chains)]

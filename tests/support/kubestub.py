@@ -26,11 +26,16 @@ PATHS = {
     "/api/v1/namespaces": "Namespace",
     "/api/v1/pods": "Pod",
     "/apis/networking.k8s.io/v1/networkpolicies": "NetworkPolicy",
+    "/api/v1/nodes": "Node",
     "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies": "ClusterNetworkPolicy",
+    "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies": "AdminNetworkPolicy",
+    "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies": "BaselineAdminNetworkPolicy",
 }
 API_VERSION = {"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1",
-               "ClusterNetworkPolicy": "policy.networking.k8s.io/v1alpha2"}
-NODE_PATH = "/api/v1/nodes/"  # GET one Node (the agent reads its own), not listed nor watched
+               "ClusterNetworkPolicy": "policy.networking.k8s.io/v1alpha2",
+               "AdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",
+               "BaselineAdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1"}
+NODE_PATH = "/api/v1/nodes/"  # GET one Node (the agent reads its own)
 
 
 def ident(obj: dict) -> str:
@@ -43,8 +48,8 @@ class KubeStub:
         self.bookmark_interval = bookmark_interval
         self.cond = threading.Condition()
         self.rv = 1000
-        self.objects: dict[str, dict[str, dict]] = {k: {} for k in (*PATHS.values(), "Node")}
-        self.history: dict[str, list[tuple[int, str, dict]]] = {k: [] for k in (*PATHS.values(), "Node")}
+        self.objects: dict[str, dict[str, dict]] = {k: {} for k in PATHS.values()}
+        self.history: dict[str, list[tuple[int, str, dict]]] = {k: [] for k in PATHS.values()}
         self.compacted: dict[str, int] = {k: 0 for k in PATHS.values()}
         self.generation = 0  # bumped to drop every open watch
         self.down = False
@@ -91,7 +96,7 @@ class KubeStub:
         obj = copy.deepcopy(obj)
         obj.setdefault("apiVersion", API_VERSION[kind])
         meta = obj.setdefault("metadata", {})
-        if kind not in ("Namespace", "Node", "ClusterNetworkPolicy"):
+        if kind not in ("Namespace", "Node", "ClusterNetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy"):
             meta.setdefault("namespace", "default")
         with self.cond:
             old = self.objects[kind].get(ident(obj))
