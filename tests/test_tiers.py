@@ -410,3 +410,44 @@ def test_lint_finds_unreachable_baselines_admin_accepts_over_isolation_and_shado
     quiet = _lint(tmp_path, [*BASE, base, cnp("fine", "Admin", 1, HOUSES, ingress=[
         rule("Deny", [ns_sel(shared="yes")], [tcp(80)]), rule("Accept", [ns_sel(shared="yes")])])])
     assert not {"NP020", "NP021", "NP022"} & set(quiet)
+
+
+def test_lint_finds_rules_shadowed_by_an_earlier_policy_and_passes_with_no_effect(tmp_path):
+    first = cnp("a-first", "Admin", 1, {"namespaces": {}}, ingress=[rule("Deny", [HOUSES])])
+    # selects only houses (all of which a-first selects): its Accept from houses never matches
+    later = cnp("b-later", "Admin", 2, HOUSES, ingress=[rule("Accept", [HOUSES]),
+                                                        rule("Accept", [ns_sel(shared="yes")])])
+    found = _lint(tmp_path, [*BASE, first, later])
+    assert len(found["NP022"]) == 1
+    assert "ingress rule 0 of cnp/b-later never matches: rule 0 of cnp/a-first (priority 1)" in found["NP022"][0]
+    # a-first selecting fewer pods than b-later does not shadow it
+    narrow = cnp("a-first", "Admin", 1, {"namespaces": {"matchLabels": {"house": "gryffindor"}}},
+                 ingress=[rule("Deny", [HOUSES])])
+    assert "NP022" not in _lint(tmp_path, [*BASE, narrow, later])
+    # Pass with nothing after it that could match the houses: no effect; with a later Deny for them: needed
+    useless = cnp("pass", "Admin", 1, HOUSES, ingress=[rule("Pass", [HOUSES]), rule("Deny", [ns_sel(shared="yes")])])
+    found = _lint(tmp_path, [*BASE, useless])
+    assert len(found["NP023"]) == 1 and "ingress rule 0 of cnp/pass passes" in found["NP023"][0]
+    needed = cnp("z-deny", "Admin", 5, {"namespaces": {}}, ingress=[rule("Deny", [{"namespaces": {}}])])
+    assert "NP023" not in _lint(tmp_path, [*BASE, useless, needed])
+
+
+def test_cross_tenant_lint_counts_the_tiers(tmp_path):
+    """NP011 with --tenant-label: an Admin Accept between houses is reported at that rule; an Admin Deny
+    removes what the houses' own open policies would report."""
+    def lint(objects):
+        out = json.loads(CliRunner().invoke(app, ["lint", write(tmp_path, objects), "-o", "json",
+                                                  "--tenant-label", "house"]).output)
+        return [f["message"] for f in out if f["code"] == "NP011"]
+    isolated = [policy(h, "closed", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+                for h in ("gryffindor", "slytherin")]
+    assert lint([*BASE, *isolated]) == []
+    accept = cnp("houses-talk", "Admin", 1, HOUSES, ingress=[rule("Accept", [HOUSES], [tcp(80)])],
+                 egress=[rule("Accept", [HOUSES], [tcp(80)], direction="to")])
+    found = lint([*BASE, *isolated, accept])
+    assert any(m.startswith("ingress rule 0 of cnp/houses-talk accepts connections across tenants") and
+               "slytherin → gryffindor (e.g. slytherin/draco → gryffindor/harry TCP/80)" in m for m in found), found
+    open_ = lint(BASE)  # nothing isolates anyone: every house reaches every other
+    assert open_
+    deny = cnp("houses-apart", "Admin", 1, HOUSES, ingress=[rule("Deny", [HOUSES])])
+    assert lint([*BASE, deny]) == []

@@ -29,6 +29,7 @@ CHECKS: tuple[Check, ...] = (
     tiers.baseline_unreachable,
     tiers.admin_accept_over_isolation,
     tiers.rule_shadowed,
+    tiers.pass_no_effect,
 )
 
 

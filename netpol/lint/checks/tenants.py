@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from netpol.evaluate import tiers
 from netpol.evaluate.decide import decide
 from netpol.evaluate.resolve import Endpoint, rule_ports_match
-from netpol.k8s.model import EGRESS, INGRESS, NetworkPolicy, Pod, Rule
+from netpol.evaluate.tiers import subject_of
+from netpol.k8s.model import EGRESS, INGRESS, Action, CnpRule, NetworkPolicy, Pod, Rule
 from netpol.lint.checks.dns import _dns_pods
+from netpol.lint.checks.tiers import at_cnp
 from netpol.lint.context import Context, Group
 from netpol.lint.index import first, members
 from netpol.lint.registry import Hit, check
@@ -142,6 +145,10 @@ def cross_tenant(ctx: Context) -> Iterator[Hit]:
     example, confirmed by the evaluator. Connections between pods that no policy isolates are reported once
     per destination namespace.
 
+    ClusterNetworkPolicies count as `decide` applies them: an Admin or Baseline Deny removes what a
+    NetworkPolicy rule would allow, and an Accept rule that lets tenants reach each other is reported at
+    that rule, with an example the rule itself decides.
+
     Runs only when selected: `--tenant-label KEY`, `--select NP011`, or `select` in the configuration.
     """
     idx = ctx.index
@@ -163,6 +170,7 @@ def cross_tenant(ctx: Context) -> Iterator[Hit]:
                 if found:
                     yield ctx.at_rule(pol, direction, i), _message(pol, direction, i, mine, found)
     yield from _unisolated(ctx, ten)
+    yield from _tier_accepts(ctx, ten)
 
 
 def _message(pol: NetworkPolicy, direction: str, i: int, mine: str, found: dict[str, str]) -> str:
@@ -191,3 +199,47 @@ def _unisolated(ctx: Context, ten: _Tenants) -> Iterator[Hit]:
             yield ctx.at_namespace(ns), \
                 f"pods of namespace {ns} that no policy isolates for ingress accept connections from other " \
                 f"tenants' pods that no policy isolates for egress: {'; '.join(found)}"
+
+
+def _tier_accepts(ctx: Context, ten: _Tenants) -> Iterator[Hit]:
+    """Accept rules of ClusterNetworkPolicies that decide a connection between two tenants."""
+    pods = [p for p in ctx.cluster.pods if not p.host_network and p.addresses and ten.of.get(p.namespace)]
+    dns = {p.key for p in ctx.cluster.pods if p.labels.get("k8s-app") == "kube-dns"}
+    for cnp in ctx.cluster.cluster_policies:
+        subject = [p for p in pods if subject_of(ctx.cluster, cnp, p)]
+        for direction in (INGRESS, EGRESS):
+            for i, rule in enumerate(cnp.rules(direction)):
+                if rule.action != Action.ACCEPT:
+                    continue
+                peers = [p for p in pods if p.key not in dns and any(
+                    tiers.peer_matches(ctx.cluster, peer, Endpoint(pod=p), None) for peer in rule.peers)]
+                found = _tier_examples(ctx, ten, cnp.key, direction, i, rule, subject, peers)
+                if found:
+                    text = "; ".join(f"{pair} (e.g. {example})" for pair, example in sorted(found.items()))
+                    yield at_cnp(ctx, cnp, "spec", str(direction), i, "from" if direction == INGRESS else "to"), \
+                        f"{direction} rule {i} of {cnp.key} accepts connections across tenants: {text}"
+
+
+def _tier_examples(ctx: Context, ten: _Tenants, key: str, direction: str, index: int, rule: CnpRule,
+                   subject: list[Pod], peers: list[Pod]) -> dict[str, str]:
+    """Per tenant pair, one connection this very rule decides (confirmed by `decide`)."""
+    found: dict[str, str] = {}
+    tries: dict[str, int] = {}
+    for own in subject:
+        for peer in peers:
+            mine, theirs = ten.of[own.namespace], ten.of[peer.namespace]
+            src, dst = (peer, own) if direction == INGRESS else (own, peer)
+            pair = f"{ten.of[src.namespace]} → {ten.of[dst.namespace]}"
+            if mine == theirs or pair in found or tries.get(pair, 0) >= TRIES:
+                continue
+            tries[pair] = tries.get(pair, 0) + 1
+            named = [(cp.port, cp.protocol) for p in rule.ports or () if p.name for cp in dst.named_port(p.name)]
+            numeric = [(p.lo, str(p.protocol)) for p in rule.ports or () if p.name is None]
+            for port, proto in dict.fromkeys(named + numeric + _probes(dst, [])):
+                v = decide(ctx.cluster, Endpoint(pod=src), Endpoint(pod=dst), port, proto, ctx.opts)
+                side = v.ingress if direction == INGRESS else v.egress
+                by = side.decided_by
+                if v.allowed and by is not None and (by.policy, by.rule) == (key, index):
+                    found[pair] = f"{src.key} → {dst.key} {proto}/{port}"
+                    break
+    return found

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from netpol.evaluate.resolve import Endpoint, selects
 from netpol.evaluate.tiers import peer_matches, subject_of
-from netpol.k8s.model import DIRECTIONS, INGRESS, Action, ClusterNetworkPolicy, Tier
+from netpol.k8s.model import DIRECTIONS, INGRESS, Action, ClusterNetworkPolicy, CnpRule, Pod, Tier
 from netpol.lint.context import Context
 from netpol.lint.registry import Hit, Location, check
 
@@ -105,31 +106,100 @@ def admin_accept_over_isolation(ctx: Context) -> Iterator[Hit]:
                         f"{', …' if len(isolated) > 1 else ''}): their own policies cannot deny what it accepts"
 
 
+@dataclass(frozen=True)
+class _Earlier:
+    """A rule that comes before another in the tier walk of the pods both apply to."""
+
+    policy: ClusterNetworkPolicy
+    index: int
+    rule: CnpRule
+
+    def describe(self, same: ClusterNetworkPolicy) -> str:
+        where = f"rule {self.index}" if self.policy is same else \
+            f"rule {self.index} of {self.policy.key} (priority {self.policy.priority})"
+        return f"{where} ({self.rule.action}, every protocol)"
+
+
+def _before(ctx: Context, cnp: ClusterNetworkPolicy, direction: str, j: int, pods: list[Pod]) -> Iterator[_Earlier]:
+    """Rules walked before rule j of `cnp` for every pod its subject selects: its own earlier rules,
+    then the rules of earlier policies of the tier whose subject holds all of those pods."""
+    for i, rule in enumerate(cnp.rules(direction)[:j]):
+        yield _Earlier(cnp, i, rule)
+    mine = {p.key for p in pods if subject_of(ctx.cluster, cnp, p)}
+    if not mine:
+        return
+    for other in ctx.cluster.cluster_policies:
+        if other is cnp:
+            return
+        if other.tier == cnp.tier and mine <= {p.key for p in pods if subject_of(ctx.cluster, other, p)}:
+            for i, rule in enumerate(other.rules(direction)):
+                yield _Earlier(other, i, rule)
+
+
 @check("NP022", "cnp-rule-shadowed", "warning",
-       "A ClusterNetworkPolicy rule that an earlier rule of the same policy always matches first.")
+       "A ClusterNetworkPolicy rule that an earlier rule, of its policy or of one before it, always matches first.")
 def rule_shadowed(ctx: Context) -> Iterator[Hit]:
     """
-    Rules apply in written order and the first match decides. A rule whose peers (pods and namespaces)
-    all match an earlier rule with no `protocols` (all traffic) never matches anything: reorder, or
+    Rules apply in written order, policies of a tier in priority order, and the first match decides
+    (Accept, Deny and Pass alike end the walk of the tier). A rule whose peers (pods and namespaces)
+    all match an earlier rule with no `protocols` (all traffic), of the same policy or of an earlier
+    one of the tier that selects every pod this one selects, never matches anything: reorder, or
     narrow the earlier rule. Checked on the pods of the input.
     """
     pods = [p for p in ctx.cluster.pods if not p.host_network]
     for cnp in ctx.cluster.cluster_policies:
         for direction in DIRECTIONS:
-            rules = cnp.rules(direction)
-            for j, later in enumerate(rules):
+            for j, later in enumerate(cnp.rules(direction)):
                 if any(p.networks or p.nodes or p.domain_names for p in later.peers):
                     continue
                 hit = set(_matched(ctx, later, pods))
                 if not hit:
                     continue
-                for i, earlier in enumerate(rules[:j]):
-                    if earlier.ports is None and hit <= set(_matched(ctx, earlier, pods)):
-                        field = "from" if direction == INGRESS else "to"
-                        yield at_cnp(ctx, cnp, "spec", str(direction), j, field), \
-                            f"{direction} rule {j} of {cnp.key} never matches: rule {i} ({earlier.action}, every " \
-                            f"protocol) matches all {len(hit)} pod{'s' if len(hit) != 1 else ''} it names first"
-                        break
+                earlier = next((e for e in _before(ctx, cnp, direction, j, pods)
+                                if e.rule.ports is None and hit <= set(_matched(ctx, e.rule, pods))), None)
+                if earlier is not None:
+                    field = "from" if direction == INGRESS else "to"
+                    yield at_cnp(ctx, cnp, "spec", str(direction), j, field), \
+                        f"{direction} rule {j} of {cnp.key} never matches: {earlier.describe(cnp)} matches all " \
+                        f"{len(hit)} pod{'s' if len(hit) != 1 else ''} it names first"
+
+
+@check("NP023", "cnp-pass-no-effect", "info",
+       "A Pass rule with nothing after it in the tier that could decide the traffic it passes.")
+def pass_no_effect(ctx: Context) -> Iterator[Hit]:
+    """
+    `Pass` skips the rest of the tier. When no later rule of the tier (of the same policy, or of a
+    later policy that selects some of the same pods) could match any of the peers the Pass rule names,
+    the walk would have left the tier anyway: the rule changes nothing. Often a leftover, or a sign
+    that the rule it was meant to jump over is elsewhere. Checked on the pods of the input; rules with
+    `networks`, `nodes` or `domainNames` peers are left alone.
+    """
+    pods = [p for p in ctx.cluster.pods if not p.host_network]
+    tiers = ctx.cluster.cluster_policies
+    for n, cnp in enumerate(tiers):
+        mine = {p.key for p in pods if subject_of(ctx.cluster, cnp, p)}
+        for direction in DIRECTIONS:
+            rules = cnp.rules(direction)
+            for i, rule in enumerate(rules):
+                if rule.action != Action.PASS or any(p.networks or p.nodes or p.domain_names for p in rule.peers):
+                    continue
+                passed = set(_matched(ctx, rule, pods))
+                if not mine or not passed:
+                    continue
+                later = list(rules[i + 1:]) + [r for other in tiers[n + 1:] if other.tier == cnp.tier
+                                                and mine & {p.key for p in pods if subject_of(ctx.cluster, other, p)}
+                                                for r in other.rules(direction)]
+                if any(_addresses(r) or passed & set(_matched(ctx, r, pods)) for r in later):
+                    continue
+                field = "from" if direction == INGRESS else "to"
+                yield at_cnp(ctx, cnp, "spec", str(direction), i, field), \
+                    f"{direction} rule {i} of {cnp.key} passes, but no later rule of the {cnp.tier} tier could " \
+                    "match that traffic: it leaves the tier either way"
+
+
+def _addresses(rule: CnpRule) -> bool:
+    """Peers by address: they may match what a pod peer names (not judged here)."""
+    return any(p.networks or p.nodes or p.domain_names for p in rule.peers)
 
 
 def _matched(ctx: Context, rule, pods) -> Iterator[str]:
