@@ -264,13 +264,17 @@ def test_check_says_which_tier_decided(tmp_path):
     assert "ClusterNetworkPolicy" not in run(app, ["check", "gryffindor/harry", "slytherin/draco", "-f", f]).stderr
 
 
-def test_lint_reports_ties_and_domain_names(tmp_path):
-    objects = [*BASE, cnp("b", "Admin", 3, HOUSES, ingress=[rule("Accept", [HOUSES])]),
-               cnp("a", "Admin", 3, HOUSES, egress=[rule("Accept", [{"domainNames": ["api.example.com"]}],
-                                                         direction="to")])]
-    out = json.loads(CliRunner().invoke(app, ["lint", write(tmp_path, objects), "-o", "json"]).output)
-    codes = {f["code"]: f["message"] for f in out}
-    assert "undefined" in codes["NP018"] and "api.example.com" in codes["NP019"]
+def test_lint_reports_ties_whose_order_decides_and_domain_names(tmp_path):
+    def codes(*objects):
+        out = json.loads(CliRunner().invoke(app, ["lint", write(tmp_path, [*BASE, *objects]), "-o", "json"]).output)
+        return {f["code"]: f["message"] for f in out}
+    accept = cnp("b", "Admin", 3, HOUSES, ingress=[rule("Accept", [HOUSES])])
+    names = cnp("a", "Admin", 3, HOUSES, egress=[rule("Accept", [{"domainNames": ["api.example.com"]}],
+                                                      direction="to")])
+    found = codes(accept, names)
+    assert "NP018" not in found and "api.example.com" in found["NP019"]  # tied, but never both decide
+    deny = cnp("a", "Admin", 3, HOUSES, ingress=[rule("Deny", [HOUSES], [tcp(8080)])])
+    assert "slytherin/draco → gryffindor/harry TCP/8080: a denies, b accepts" in codes(accept, deny)["NP018"]
 
 
 def _random_world(rng) -> list[dict]:

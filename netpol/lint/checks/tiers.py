@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from netpol.evaluate.resolve import Endpoint, selects
-from netpol.evaluate.tiers import peer_matches, subject_of
+from netpol.evaluate.tiers import peer_matches, ports_match, subject_of
 from netpol.k8s.model import DIRECTIONS, INGRESS, Action, ClusterNetworkPolicy, CnpRule, Pod, Tier
 from netpol.lint.context import Context
 from netpol.lint.registry import Hit, Location, check
@@ -17,13 +17,15 @@ def at_cnp(ctx: Context, cnp: ClusterNetworkPolicy, *path: str | int) -> Locatio
 
 
 @check("NP018", "cnp-priority-tie", "warning",
-       "Two ClusterNetworkPolicies of one tier share a priority and a subject pod: their order is undefined.")
+       "Two ClusterNetworkPolicies of one tier share a priority, and which goes first changes a verdict.")
 def priority_tie(ctx: Context) -> Iterator[Hit]:
     """
     Within a tier, a lower `priority` goes first; for equal priorities the spec leaves the order to the
     implementation ("no way for the user to reliably determine which one it will choose").
-    kube-network-policies, Calico and netpol order them by name, but other implementations may not: give
-    policies whose subjects overlap distinct priorities.
+    kube-network-policies, Calico and netpol order them by name, but other implementations may not.
+    Reported when, for some pod both subjects select, a connection (peers and ports of the input) is
+    decided differently by the two policies' first matching rules, so the order is the verdict (or
+    when the input has no pods to tell): give such policies distinct priorities.
     """
     pods = [p for p in ctx.cluster.pods if not p.host_network]
     tiers = ctx.cluster.cluster_policies
@@ -31,13 +33,57 @@ def priority_tie(ctx: Context) -> Iterator[Hit]:
         for b in tiers[i + 1:]:
             if (a.tier, a.priority) != (b.tier, b.priority):
                 continue
-            shared = next((p for p in pods if subject_of(ctx.cluster, a, p) and subject_of(ctx.cluster, b, p)), None)
-            if shared is None and pods:
+            shared = [p for p in pods if subject_of(ctx.cluster, a, p) and subject_of(ctx.cluster, b, p)]
+            if pods and not shared:
                 continue
-            why = f"both select {shared.key}" if shared is not None else "no pods in the input to tell"
-            yield at_cnp(ctx, b, "spec", "priority"), \
-                f"{b.tier} ClusterNetworkPolicy {b.name} has priority {b.priority} like {a.name} ({why}): their " \
-                f"order is undefined; netpol applies {a.name} first (by name)"
+            why = _order_matters(ctx, a, b, shared) if pods else "no pods in the input to tell"
+            if why:
+                yield at_cnp(ctx, b, "spec", "priority"), \
+                    f"{b.tier} ClusterNetworkPolicy {b.name} has priority {b.priority} like {a.name}, and their " \
+                    f"order decides ({why}); netpol applies {a.name} first (by name), other implementations may not"
+
+
+_VERB = {Action.ACCEPT: "accepts", Action.DENY: "denies", Action.PASS: "passes"}
+SAMPLE = 20  # subject pods and peer kinds tried per tie: lint stays fast on big inputs
+
+
+def _order_matters(ctx: Context, a: ClusterNetworkPolicy, b: ClusterNetworkPolicy, shared: list[Pod]) -> str | None:
+    """A connection the two policies' first matching rules decide differently, described."""
+    kinds: dict[tuple, Pod] = {}
+    for p in ctx.cluster.pods:  # peers that differ in what selectors and ports can see
+        kinds.setdefault((p.namespace, p.labels, p.ports, p.host_network, p.ips[:1]), p)
+    peers = list(kinds.values())
+    for own in shared[:SAMPLE]:
+        for peer in peers:
+            if peer.key == own.key:
+                continue  # a pod reaching itself is not subject to the tiers
+            for direction in DIRECTIONS:
+                src, dst = (peer, own) if direction == INGRESS else (own, peer)
+                for port, proto in _ports_of(a, b, direction, dst):
+                    ra, rb = (_first(ctx, x, direction, own, peer, dst, port, proto) for x in (a, b))
+                    if ra is not None and rb is not None and ra.action != rb.action:
+                        return (f"{src.key} → {dst.key} {proto}/{port}: {a.name} {_VERB[ra.action]}, "
+                                f"{b.name} {_VERB[rb.action]}")
+    return None
+
+
+def _ports_of(a: ClusterNetworkPolicy, b: ClusterNetworkPolicy, direction: str, dst: Pod) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    for rule in a.rules(direction) + b.rules(direction):
+        for p in rule.ports or ():
+            out += [(cp.port, cp.protocol) for cp in dst.named_port(p.name)] if p.name else [(p.lo, str(p.protocol))]
+    out += [(cp.port, cp.protocol) for cp in dst.ports] + [(80, "TCP")]
+    return list(dict.fromkeys(out))
+
+
+def _first(ctx: Context, cnp: ClusterNetworkPolicy, direction: str, own: Pod, peer: Pod, dst: Pod, port: int,
+           proto: str) -> CnpRule | None:
+    """The policy's first rule matching the connection for its subject `own`."""
+    for rule in cnp.rules(direction):
+        if ports_match(rule, Endpoint(pod=dst), port, proto) and any(
+                peer_matches(ctx.cluster, p, Endpoint(pod=peer), None) for p in rule.peers):
+            return rule
+    return None
 
 
 @check("NP019", "cnp-domain-names", "info", "A domainNames peer: what the names resolve to is not known offline.")
