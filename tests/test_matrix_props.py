@@ -402,3 +402,24 @@ def test_matrix_with_tiers_equals_decide(objs, ipblock_pods):
     for k, q in enumerate(ALL_QUERIES):
         want = reference(cluster, pods, q, opts)
         assert (m.grid(k) == want).all(), (q, np.argwhere(m.grid(k) != want).tolist())
+
+
+@SETTINGS
+@given(st.one_of(cluster_objects(min_policies=1), tiered_objects()), st.booleans())
+def test_workload_connections_from_port_atoms_equal_connections(objs, ipblock_pods):
+    """`matrix --workloads` reads every pair's connection set from one table per port atom: each
+    equals the reference per-pair `connections` (dual-stack, host-network pods, named ports, tiers)."""
+    from netpol.evaluate.conns import connections
+    from netpol.evaluate.workloads import connectivity, workloads
+    cluster = build(objs)
+    opts = Options(ipblock_pods=ipblock_pods)
+    result = connectivity(cluster, opts)
+    wls = workloads(cluster, opts)
+    listed = {(s, d): c for s, d, c in result.lines()}
+    for a in wls:
+        for b in wls:
+            if a is not b:
+                want = connections(cluster, Endpoint(pod=a.rep), Endpoint(pod=b.rep), opts)
+                assert result.get(a.name, b.name) == want, (a.name, b.name)
+                assert listed.get((a.name, b.name), want if want.empty else None) == want
+    assert len(listed) == len(result.conns)

@@ -245,3 +245,17 @@ def test_cli_matrix_workloads_input_error(tmp_path):
                    "spec:\n  podSelector: {}\n  ingress: [{ports: [{port: 70000}]}]\n")
     out = runner.invoke(app, ["matrix", "--workloads", "-o", "txt", "-f", str(bad)])
     assert out.exit_code == 2 and "bad.yaml:6" in out.output and "Traceback" not in out.output
+
+
+def test_a_block_whose_excepts_leave_nothing_is_no_crash():
+    """An IPv6 ipBlock whose `except` ranges cover all of it, in a cluster without other IPv6: no
+    address of its family is cut, and every answer stands."""
+    cluster = build_cluster(RawObject(o, Source("gen", i + 1)) for i, o in enumerate([
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p0", "namespace": "n"},
+         "spec": {"containers": [{"name": "c"}]}, "status": {"podIP": "198.18.0.1"}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "x", "namespace": "n"},
+         "spec": {"podSelector": {}, "egress": [{"to": [{"ipBlock": {
+             "cidr": "2001:db8::/126", "except": ["2001:db8::/127", "2001:db8::2/127"]}}]}]}}]))
+    for ipblock_pods in (True, False):
+        result = connectivity(cluster, Options(ipblock_pods=ipblock_pods))
+        assert not any(s == "n/p0[Pod]" for s, _, _ in result.lines())  # isolated for egress, nothing allowed

@@ -24,5 +24,7 @@ def int_classes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def joint_classes(*classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Classes of units that agree on every given class array: (class of each unit, a rep per class)."""
-    _, reps, inverse = np.unique(np.stack(classes, axis=1), axis=0, return_index=True, return_inverse=True)
+    rows = np.ascontiguousarray(np.stack([c.astype(np.int64) for c in classes], axis=1))
+    keys = rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel()
+    _, reps, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return inverse.ravel().astype(np.intp), reps.astype(np.intp)

@@ -12,15 +12,18 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from netpol.escape import inert, md_code, plain
+from netpol.evaluate.atoms import AtomGrid
 from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
-from netpol.evaluate.resolve import Endpoint
-from netpol.evaluate.tiers import peer_blocks, tier_blocks
+from netpol.evaluate.resolve import Endpoint, selects
+from netpol.evaluate.tiers import peer_blocks, subject_of, tier_blocks
 from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, IPBlock, LabelSelector, Options, Pod
 from netpol.spans import subtract
 
@@ -162,6 +165,8 @@ class _Atoms:
         held: list[set] = [set() for _ in self.ranges]
         for key, blocks in rules.items():
             for b in blocks:
+                if b.network.version not in self._starts:
+                    continue  # no address of its family is cut (its excepts leave nothing)
                 starts, offset = self._starts[b.network.version], self._offset[b.network.version]
                 for lo, hi in block_intervals(b):
                     for i in range(bisect.bisect_left(starts, lo), bisect.bisect_left(starts, hi)):
@@ -262,6 +267,56 @@ def workloads(cluster: Cluster, opts: Options = Options()) -> list[Workload]:
 
 # ---- connectivity ----
 
+class PairConns(Mapping[tuple[str, str], ConnSet]):
+    """The allowed connection set of every pair with a non-empty one: workload pairs read from the
+    atom grid when asked (never all held at once), pairs with external ranges held as computed."""
+
+    def __init__(self, names: Sequence[str], grid: AtomGrid | None, external: dict[tuple[str, str], ConnSet]) -> None:
+        self.names, self.grid = list(names), grid
+        self.position = {n: i for i, n in enumerate(self.names)}
+        self.external = external  # non-empty sets only
+        self._nonempty = np.array([not c.empty for c in grid.conns], bool) if grid is not None else None
+
+    def __getitem__(self, key: tuple[str, str]) -> ConnSet:
+        found = self.external.get(key)
+        if found is not None:
+            return found
+        i, j = self.position.get(key[0]), self.position.get(key[1])
+        if i is None or j is None or i == j or self.grid is None:
+            raise KeyError(key)
+        conn = self.grid.conn(i, j)
+        if conn.empty:
+            raise KeyError(key)
+        return conn
+
+    def _targets(self, i: int) -> list[int]:
+        assert self.grid is not None and self._nonempty is not None
+        js = set(np.flatnonzero(self._nonempty[self.grid.row(i)]).tolist())
+        js |= {j for s, j in self.grid.local if s == i}
+        js.discard(i)
+        return sorted(js)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return (key for key, _ in self.items_sorted())
+
+    def __len__(self) -> int:
+        return len(self.external) + sum(len(self._targets(i)) for i in range(len(self.names) if self.grid else 0))
+
+    def items_sorted(self) -> Iterator[tuple[tuple[str, str], ConnSet]]:
+        """Every pair and its set, sorted by source then destination name, one source at a time."""
+        by_src: dict[str, list[str]] = {}
+        for s, d in self.external:
+            by_src.setdefault(s, []).append(d)
+        order = {n: k for k, n in enumerate(sorted(set(self.names) | set(by_src) | {d for _, d in self.external}))}
+        for src in sorted(set(self.names) | set(by_src), key=order.__getitem__):
+            i = self.position.get(src)
+            dsts: list[tuple[str, ConnSet | None]] = \
+                [(self.names[j], None) for j in self._targets(i)] if i is not None and self.grid else []
+            dsts += [(d, self.external[(src, d)]) for d in by_src.get(src, ())]
+            for dst, conn in sorted(dsts, key=lambda x: order[x[0]]):
+                yield (src, dst), conn if conn is not None else self[(src, dst)]
+
+
 @dataclass(frozen=True)
 class Connectivity:
     workloads: tuple[str, ...]
@@ -272,8 +327,11 @@ class Connectivity:
     def get(self, src: str, dst: str) -> ConnSet:
         return self.conns.get((src, dst), NO_CONNS)
 
-    def lines(self) -> list[tuple[str, str, ConnSet]]:
-        return [(s, d, self.conns[(s, d)]) for s, d in sorted(self.conns)]
+    def lines(self) -> Iterator[tuple[str, str, ConnSet]]:
+        """Every allowed pair, sorted, streamed."""
+        if isinstance(self.conns, PairConns):
+            return ((s, d, c) for (s, d), c in self.conns.items_sorted())
+        return ((s, d, self.conns[(s, d)]) for s, d in sorted(self.conns))
 
     def txt(self) -> str:
         return "\n".join(f"{plain(s)} => {plain(d)} : {c}" for s, d, c in self.lines())
@@ -287,6 +345,20 @@ class Connectivity:
                                 for s, d, c in self.lines()]}
 
 
+def _side_key(cluster: Cluster, pod: Pod, direction: str, index: Mapping[str, Any]) -> tuple:
+    """What decides a pod's connections with an external address: only the pod's own side is policed,
+    by the policies that select it for that direction (their ipBlocks, networks and nodes see the
+    address: the last item, as `_rule_blocks` keys their rules) and, for ingress, the numbers its
+    named ports mean."""
+    if pod.host_network:
+        return ("host", frozenset())
+    policies = tuple(p.key for p in cluster.policies_in(pod.namespace) if p.affects(direction) and selects(p, pod))
+    tiers = tuple(c.key for c in cluster.cluster_policies if subject_of(cluster, c, pod))
+    ports = tuple(sorted((p.name, p.port, p.protocol) for p in pod.ports if p.name)) if direction == INGRESS else ()
+    seen = frozenset((index[k],) if isinstance(index[k], int) else index[k] for k in policies + tiers)
+    return policies, tiers, ports, seen
+
+
 def _has_v6(cluster: Cluster, classes: _Classes) -> bool:
     """IPv6 external space is shown only for clusters that use IPv6 (np-guard models IPv4 only)."""
     return any(b.network.version == 6 for b in classes.blocks + classes.tier_blocks) or any(
@@ -297,6 +369,9 @@ def connectivity(cluster: Cluster, opts: Options = Options(), namespaces: Iterab
                  src_cuts: Iterable[External] = (), dst_cuts: Iterable[External] = ()) -> Connectivity:
     """Allowed connections between every ordered pair of workloads, and with every external range.
 
+    Workload pairs come from the atom grid (all pairs at once); pairs with an external range from
+    `connections`, once per kind of pod: only the pod's own side decides them (an external address
+    is not policed), so pods isolated by the same policies share the answer.
     `src_cuts`/`dst_cuts` add range boundaries (to compare with another result on common ranges).
     """
     classes = _Classes(cluster, opts)
@@ -307,27 +382,50 @@ def connectivity(cluster: Cluster, opts: Options = Options(), namespaces: Iterab
     v6 = _has_v6(cluster, classes)
     src_atoms = _Atoms(_rule_blocks(cluster, INGRESS), src_cuts, v6)
     dst_atoms = _Atoms(_rule_blocks(cluster, EGRESS), dst_cuts, v6)
-    cache: dict[tuple, ConnSet] = {}
+    cache: dict[tuple, ConnSet | None] = {}
 
-    def conn(key: tuple, src: Endpoint, dst: Endpoint) -> ConnSet:
-        found = cache.get(key)
+    def conn(key: tuple, src: Endpoint, dst: Endpoint) -> ConnSet | None:
+        """The pair's set; None when empty."""
+        if key not in cache:
+            found = canonical(connections(cluster, src, dst, opts))
+            cache[key] = None if found.empty else found
+        return cache[key]
+
+    def held(side: tuple, sig: tuple) -> tuple:
+        """The part of a range's signature the pod's own policies can see."""
+        key = (side, sig)
+        found = narrowed.get(key)
         if found is None:
-            found = cache[key] = canonical(connections(cluster, src, dst, opts))
+            parts = by_policy.get(sig)
+            if parts is None:
+                parts = by_policy[sig] = {}
+                for k in sig[1]:
+                    parts.setdefault(k[:2] if k[0] == "cnp" else k[:1], set()).add(k)
+            found = narrowed[key] = (sig[0], frozenset(k for p in side[-1] for k in parts.get(p, ())))
         return found
 
-    out: dict[tuple[str, str], ConnSet] = {}
+    by_policy: dict[tuple, dict[tuple, set]] = {}
+    narrowed: dict[tuple, tuple] = {}
+    external: dict[tuple[str, str], ConnSet] = {}
+    dst_ends = [(ext.name, Endpoint(ip=ext.address), sig) for ext, sig in zip(dst_atoms.ranges, dst_atoms.signature,
+                                                                               strict=True)]
+    src_ends = [(ext.name, Endpoint(ip=ext.address), sig) for ext, sig in zip(src_atoms.ranges, src_atoms.signature,
+                                                                               strict=True)]
+    index = {p.key: i for i, p in enumerate(cluster.policies)} | {
+        c.key: ("cnp", i) for i, c in enumerate(cluster.cluster_policies)}
     for a in wls:
-        ka, ea = classes.key(a.rep), Endpoint(pod=a.rep)
-        for b in wls:
-            if a is not b:
-                out[(a.name, b.name)] = conn((ka, classes.key(b.rep)), ea, Endpoint(pod=b.rep))
-        for ext, sig in zip(dst_atoms.ranges, dst_atoms.signature, strict=False):
-            out[(a.name, ext.name)] = conn((ka, "to", sig), ea, Endpoint(ip=ext.address))
-        for ext, sig in zip(src_atoms.ranges, src_atoms.signature, strict=False):
-            out[(ext.name, a.name)] = conn(("from", sig, ka), Endpoint(ip=ext.address), ea)
+        ea = Endpoint(pod=a.rep)
+        for direction, ends in ((EGRESS, dst_ends), (INGRESS, src_ends)):
+            side = _side_key(cluster, a.rep, direction, index)
+            for name, end, sig in ends:
+                found = conn((side, held(side, sig)), ea, end) if direction == EGRESS else \
+                    conn((held(side, sig), side), end, ea)
+                if found is not None:
+                    external[(a.name, name) if direction == EGRESS else (name, a.name)] = found
+    grid = AtomGrid(cluster, [w.rep for w in wls], opts) if wls else None
     return Connectivity(workloads=tuple(w.name for w in wls), sources=tuple(src_atoms.ranges),
                         destinations=tuple(dst_atoms.ranges),
-                        conns={k: c for k, c in out.items() if not c.empty})
+                        conns=PairConns([w.name for w in wls], grid, external))
 
 
 # ---- rendering ----
