@@ -259,3 +259,86 @@ def test_a_block_whose_excepts_leave_nothing_is_no_crash():
     for ipblock_pods in (True, False):
         result = connectivity(cluster, Options(ipblock_pods=ipblock_pods))
         assert not any(s == "n/p0[Pod]" for s, _, _ in result.lines())  # isolated for egress, nothing allowed
+
+
+# ---- views: namespaces as wholes, one workload in focus ----
+
+@pytest.mark.parametrize("seed", range(20))
+def test_namespace_view_is_the_union_of_its_workload_lines(seed):
+    from netpol.evaluate.views import OUTSIDE, by_namespace
+    from netpol.evaluate.workloads import conn_set
+    result = connectivity(random_cluster(random.Random(seed)))
+    want: dict = {}
+    for s, d, c in result.lines():
+        key = tuple(OUTSIDE if n.endswith("[External]") else n.split("/")[0] for n in (s, d))
+        for proto, ranges in c.ranges:
+            want.setdefault(key, {}).setdefault(proto, []).extend(ranges)
+    got = {(s, d): c for s, d, c in by_namespace(result).lines()}
+    assert got == {k: conn_set(v) for k, v in want.items()}
+    assert got  # every world connects something
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_focus_keeps_the_lines_into_or_out_of_one_workload(seed):
+    from netpol.evaluate.views import focused
+    result = connectivity(random_cluster(random.Random(seed)))
+    name = result.workloads[seed % len(result.workloads)]
+    every = list(result.lines())
+    short = name.rsplit("[", 1)[0]  # ns/name finds it too (names are unique per namespace here)
+    assert list(focused(result, short, None).lines()) == [x for x in every if name in x[:2]]
+    assert list(focused(result, name, "ingress").lines()) == [x for x in every if x[1] == name]
+    assert list(focused(result, name, "egress").lines()) == [x for x in every if x[0] == name]
+
+
+def test_cli_views_and_csv(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "all.yaml").write_text(YAML_EXAMPLE)
+    def run(*args):
+        out = runner.invoke(app, ["matrix", "--workloads", "-f", str(folder), *args])
+        return out.exit_code, out.output
+    code, text = run("--by", "namespace")
+    assert code == 0 and text.splitlines() == ["(outside) => shop : TCP 8080", "shop => (outside) : UDP 53",
+                                               "shop => shop : TCP 9090"]
+    code, text = run("--focus", "backend", "-o", "csv")
+    assert code == 0 and text.splitlines() == ["src,dst,conn", "shop/frontend[Deployment],shop/backend[Deployment],TCP 9090"]
+    assert run("--focus", "frontend", "--focus-direction", "egress")[1].splitlines() == [
+        "shop/frontend[Deployment] => 0.0.0.0-255.255.255.255[External] : UDP 53",
+        "shop/frontend[Deployment] => shop/backend[Deployment] : TCP 9090"]
+    for bad in (["--focus", "nope"], ["--by", "node"], ["--focus-direction", "up", "--focus", "backend"],
+                ["--focus-direction", "ingress"], ["--by", "namespace", "--focus", "backend"]):
+        code, text = run(*bad)
+        assert code == 2 and "Traceback" not in text, (bad, text)
+    assert runner.invoke(app, ["matrix", "--by", "namespace", "-f", str(folder)]).exit_code == 2  # needs --workloads
+
+
+YAML_EXAMPLE = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: frontend, namespace: shop}
+spec: {template: {metadata: {labels: {app: frontend}}, spec: {containers: [{name: web, ports: [{containerPort: 8080}]}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: backend, namespace: shop}
+spec: {template: {metadata: {labels: {app: backend}}, spec: {containers: [{name: api, ports: [{containerPort: 9090}]}]}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: frontend, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: frontend}}
+  policyTypes: [Ingress, Egress]
+  ingress: [{ports: [{port: 8080}]}]
+  egress:
+  - {to: [{podSelector: {matchLabels: {app: backend}}}], ports: [{port: 9090}]}
+  - {to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: backend, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: backend}}
+  policyTypes: [Ingress, Egress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: frontend}}}], ports: [{port: 9090}]}]
+"""

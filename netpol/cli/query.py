@@ -192,7 +192,16 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
            ipblock_pods: IpblockPods = "true",
            workloads: Annotated[bool, typer.Option(
                "--workloads", help="Workload-level connections over every port, as np-guard lists them "
-                                   "(-o txt, json or md).")] = False,
+                                   "(-o txt, json, csv or md).")] = False,
+           by: Annotated[str | None, typer.Option(
+               "--by", metavar="namespace", help="With --workloads: namespace x namespace, each pair's union "
+                                                 "of what its workloads may open.")] = None,
+           focus: Annotated[str | None, typer.Option(
+               "--focus", metavar="WORKLOAD", help="With --workloads: only connections into or out of this "
+                                                   "workload (ns/name[Kind], ns/name or name).")] = None,
+           focus_direction: Annotated[str | None, typer.Option(
+               "--focus-direction", metavar="ingress|egress", help="With --focus: only into (ingress) or out "
+                                                                   "of (egress) it.")] = None,
            services: Annotated[bool, typer.Option(
                "--services", help="Every pod to every Service port, per backend after DNAT (-p: Service ports "
                                   "by number or name; -o text, json or md).")] = False) -> None:
@@ -200,10 +209,10 @@ def matrix(port: Annotated[list[str] | None, typer.Option("--port", "-p", help="
     pair's allowed connection set."""
     if services:
         return service_matrix(port, namespace, output, filename, kubeconfig, context, ipblock_pods)
-    if workloads:
-        from netpol.cli.review import workload_matrix
+    if workloads or by or focus or focus_direction:
+        from netpol.cli.review import WorkloadView, workload_matrix
         return workload_matrix(bool(port or protocol), namespace, output, filename, kubeconfig, context,
-                               ipblock_pods)
+                               ipblock_pods, WorkloadView(workloads, by, focus, focus_direction))
     with user_errors():
         if output not in RENDERERS and output not in STREAMS:
             hint = " (txt is for --workloads)" if output == "txt" else ""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
-from netpol.cli import app
+from netpol.cli import app, streams
 from netpol.cli.common import IpblockPods, as_yaml, in_namespaces, load_input, options, user_errors
 from netpol.errors import QueryError
+from netpol.evaluate import views
 from netpol.evaluate.diff import RENDERERS, diff
-from netpol.evaluate.workloads import connectivity, render
+from netpol.evaluate.workloads import Listing, connectivity, render_stream
 
 
 @app.command("diff")
@@ -35,15 +37,42 @@ def diff_command(
     raise typer.Exit(1 if fail_on_added and result.opens else 0)
 
 
+@dataclass(frozen=True)
+class WorkloadView:
+    workloads: bool
+    by: str | None = None
+    focus: str | None = None
+    direction: str | None = None
+
+    def check(self) -> None:
+        if not self.workloads:
+            raise QueryError("--by, --focus and --focus-direction go with --workloads")
+        if self.by not in (None, "namespace"):
+            raise QueryError(f"--by {self.by!r}: expected namespace")
+        if self.direction is not None and self.focus is None:
+            raise QueryError("--focus-direction needs --focus WORKLOAD")
+        if self.by and self.focus:
+            raise QueryError("--by namespace and --focus: choose one view")
+
+
 def workload_matrix(ports_given: bool, namespaces: list[str] | None, output: str, filename, kubeconfig,
-                    context, ipblock_pods: str) -> None:
-    """`netpol matrix --workloads`: np-guard's `src => dst : connections` lines."""
+                    context, ipblock_pods: str, view: WorkloadView = WorkloadView(True)) -> None:
+    """`netpol matrix --workloads`: np-guard's `src => dst : connections` lines, or a view of them."""
     with user_errors():
-        if output not in ("text", "txt", "json", "md"):
-            raise QueryError(f"-o {output!r}: expected txt, json or md with --workloads")
+        view.check()
+        if output not in WORKLOAD_OUTPUTS:
+            raise QueryError(f"-o {output!r}: expected {', '.join(WORKLOAD_OUTPUTS)} with --workloads")
         if ports_given:
             raise QueryError("--port/--protocol do not apply to --workloads: it lists every port and protocol")
         cluster = load_input(filename, kubeconfig, context)
         in_namespaces(cluster, namespaces, "pods or workloads")
-        result = connectivity(cluster, options(ipblock_pods), namespaces=namespaces or None)
-    typer.echo(render(result, output))
+        full = connectivity(cluster, options(ipblock_pods), namespaces=namespaces or None)
+        result: Listing = full
+        if view.by:
+            result = views.by_namespace(full)
+        elif view.focus:
+            result = views.focused(full, view.focus, view.direction)
+    streams.write(render_stream(result, output))
+
+
+WORKLOAD_OUTPUTS = ("text", "txt", "json", "csv", "md")

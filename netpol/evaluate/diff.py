@@ -13,7 +13,14 @@ from netpol.escape import inert, md_code, plain
 from netpol.evaluate.causes import Causes
 from netpol.evaluate.conns import ConnSet
 from netpol.evaluate.service_access import Access, service_access
-from netpol.evaluate.workloads import Connectivity, External, conn_minus, connectivity, external_ranges
+from netpol.evaluate.workloads import (
+    Connectivity,
+    External,
+    conn_minus,
+    connectivity,
+    differences,
+    external_ranges,
+)
 from netpol.k8s.model import Cluster, Options
 
 KINDS = ("added", "changed", "removed")
@@ -91,10 +98,7 @@ def compare(old: Connectivity, new: Connectivity) -> Diff:
     externals = {e.name: e for e in old.sources + old.destinations + new.sources + new.destinations}
     gone, born = set(old.workloads) - set(new.workloads), set(new.workloads) - set(old.workloads)
     changes = []
-    for key in sorted(set(old.conns) | set(new.conns)):
-        before, after = old.get(*key), new.get(*key)
-        if before == after:
-            continue
+    for key, before, after in sorted(differences(old.conns, new.conns), key=lambda x: x[0]):
         kind = "added" if before.empty else "removed" if after.empty else "changed"
         note = "workload added" if born & set(key) else "workload removed" if gone & set(key) else ""
         changes.append(Change(kind, key[0], key[1], before, after, note))

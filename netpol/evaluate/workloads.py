@@ -10,12 +10,14 @@ representative per class is exact and the big examples stay fast.
 from __future__ import annotations
 
 import bisect
+import csv
+import io
 import ipaddress
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -317,6 +319,51 @@ class PairConns(Mapping[tuple[str, str], ConnSet]):
                 yield (src, dst), conn if conn is not None else self[(src, dst)]
 
 
+def differences(old: Mapping[tuple[str, str], ConnSet], new: Mapping[tuple[str, str], ConnSet]
+                ) -> Iterator[tuple[tuple[str, str], ConnSet, ConnSet]]:
+    """Every pair whose set differs, with both sets. Two PairConns are compared class by class and
+    row by row (numpy), never pair by pair in Python: what costs is what changed."""
+    if not (isinstance(old, PairConns) and isinstance(new, PairConns) and old.grid and new.grid):
+        for key in set(old) | set(new):
+            before, after = old.get(key, NO_CONNS), new.get(key, NO_CONNS)
+            if before != after:
+                yield key, before, after
+        return
+    for key in old.external.keys() | new.external.keys():
+        before, after = old.external.get(key, NO_CONNS), new.external.get(key, NO_CONNS)
+        if before != after:
+            yield key, before, after
+    common = sorted(set(old.names) & set(new.names))
+    oi = np.array([old.position[n] for n in common], np.intp)
+    ni = np.array([new.position[n] for n in common], np.intp)
+    ids: dict[ConnSet, int] = {}
+    old_gid = np.array([ids.setdefault(c, len(ids)) for c in old.grid.conns], np.int64)
+    new_gid = np.array([ids.setdefault(c, len(ids)) for c in new.grid.conns], np.int64)
+    local = {(old.names[i], old.names[j]) for i, j in old.grid.local} | {
+        (new.names[i], new.names[j]) for i, j in new.grid.local}
+    for r, name in enumerate(common):
+        before = old_gid[old.grid.row(int(oi[r]))[oi]]
+        after = new_gid[new.grid.row(int(ni[r]))[ni]]
+        for c in np.flatnonzero(before != after).tolist():
+            if c != r and (name, common[c]) not in local:
+                yield (name, common[c]), old.grid.conn(int(oi[r]), int(oi[c])), new.grid.conn(int(ni[r]), int(ni[c]))
+    for key in local:  # host-network pods and pods of their node: read one by one
+        if key[0] in old.position and key[1] in old.position and key[0] in new.position and key[1] in new.position:
+            before, after = old.get(key, NO_CONNS), new.get(key, NO_CONNS)
+            if before != after:
+                yield key, before, after
+    for mine, other, gone in ((old, new, True), (new, old, False)):  # workloads on one side only
+        for name in sorted(set(mine.names) - set(other.names)):
+            i = mine.position[name]
+            for j in mine._targets(i):
+                key = (name, mine.names[j])
+                yield (key, mine[key], NO_CONNS) if gone else (key, NO_CONNS, mine[key])
+            for src in mine.names:
+                key = (src, name)
+                if src != name and src in other.position and key in mine:
+                    yield (key, mine[key], NO_CONNS) if gone else (key, NO_CONNS, mine[key])
+
+
 @dataclass(frozen=True)
 class Connectivity:
     workloads: tuple[str, ...]
@@ -340,9 +387,7 @@ class Connectivity:
         return {"workloads": list(self.workloads),
                 "external": {"sources": [e.name for e in self.sources],
                              "destinations": [e.name for e in self.destinations]},
-                "connections": [{"src": s, "dst": d, "conn": str(c),
-                                 "ports": {p: [list(r) for r in rs] for p, rs in c.ranges if rs}}
-                                for s, d, c in self.lines()]}
+                "connections": [_json_row(s, d, c) for s, d, c in self.lines()]}
 
 
 def _side_key(cluster: Cluster, pod: Pod, direction: str, index: Mapping[str, Any]) -> tuple:
@@ -430,16 +475,80 @@ def connectivity(cluster: Cluster, opts: Options = Options(), namespaces: Iterab
 
 # ---- rendering ----
 
-def render(result: Connectivity, output: str) -> str:
+class Listing(Protocol):
+    """What the renderers read: Connectivity, or a view of it (evaluate/views.py)."""
+
+    @property
+    def workloads(self) -> tuple[str, ...]: ...
+
+    @property
+    def sources(self) -> tuple[External, ...]: ...
+
+    @property
+    def destinations(self) -> tuple[External, ...]: ...
+
+    def lines(self) -> Iterator[tuple[str, str, ConnSet]]: ...
+
+
+def render(result: Listing, output: str) -> str:
+    return "".join(render_stream(result, output))
+
+
+def render_stream(result: Listing, output: str) -> Iterator[str]:
+    """The output in pieces of at most STEP lines: memory stays that of one piece, whatever the size."""
     if output in ("txt", "text"):
-        return inert(result.txt())
-    if output == "json":
-        return json.dumps(result.to_json(), indent=1)
-    if output == "md":
-        rows = ["| src | dst | connections |", "|---|---|---|"]
-        rows += [f"| {md_code(s)} | {md_code(d)} | {c} |" for s, d, c in result.lines()]
-        return "\n".join(rows)
-    raise ValueError(output)
+        lines = (inert(f"{plain(s)} => {plain(d)} : {c}") for s, d, c in result.lines())
+        wrote = False
+        for piece in _pieces(lines, "\n", "\n"):
+            wrote = True
+            yield piece
+        if not wrote:
+            yield "\n"
+    elif output == "json":
+        head = {"workloads": list(result.workloads),
+                "external": {"sources": [e.name for e in result.sources],
+                             "destinations": [e.name for e in result.destinations]}}
+        yield json.dumps(head, indent=1)[:-2] + ',\n "connections": ['
+        rows = ("\n  " + json.dumps(_json_row(s, d, c)) for s, d, c in result.lines())
+        yield from _pieces(rows, ",", "")
+        yield "\n ]\n}\n"
+    elif output == "csv":
+        yield "src,dst,conn\n"
+        yield from _pieces((_csv_row(s, d, str(c)) for s, d, c in result.lines()), "", "")
+    elif output == "md":
+        yield "| src | dst | connections |\n|---|---|---|"
+        yield from _pieces((f"\n| {md_code(s)} | {md_code(d)} | {c} |" for s, d, c in result.lines()), "", "")
+        yield "\n"
+    else:
+        raise ValueError(output)
+
+
+STEP = 4096
+
+
+def _pieces(items: Iterator[str], sep: str, end: str) -> Iterator[str]:
+    """Items joined by `sep` (and `end` after the last), STEP at a time."""
+    chunk: list[str] = []
+    first = True
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == STEP:
+            yield ("" if first else sep) + sep.join(chunk)
+            chunk, first = [], False
+    if chunk:
+        yield ("" if first else sep) + sep.join(chunk)
+    if not first or chunk:
+        yield end
+
+
+def _csv_row(*cells: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells)
+    return buf.getvalue()
+
+
+def _json_row(s: str, d: str, c: ConnSet) -> dict:
+    return {"src": s, "dst": d, "conn": str(c), "ports": {p: [list(r) for r in rs] for p, rs in c.ranges if rs}}
 
 
 def external_ranges(cluster: Cluster) -> tuple[list[External], list[External]]:
