@@ -232,6 +232,7 @@ def test_class_by_class_differences_equal_pair_by_pair(seed):
     """The fast comparison of two atom grids finds exactly the pairs a plain comparison finds, with the
     same sets, when pods come and go, change labels and policies change."""
     from support.churn import _churn
+
     from netpol.evaluate.workloads import connectivity, differences
     rng, namespaces, pods, policies, build = _world(seed)
     old = build(namespaces, pods, policies)
