@@ -233,7 +233,7 @@ def test_cli_matrix_workloads_json():
 
 
 @needs_corpus
-@pytest.mark.parametrize("args", [["-o", "csv"], ["--port", "80"]])
+@pytest.mark.parametrize("args", [["-o", "yaml"], ["--port", "80"]])
 def test_cli_matrix_workloads_usage_errors(args):
     out = runner.invoke(app, ["matrix", "--workloads", *args, "-f", str(EXAMPLE / "manifests")])
     assert out.exit_code == 2 and "netpol: error:" in out.output

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from netpol.cli import app, streams
+from netpol.cli import app, pictures, streams
 from netpol.cli.common import IpblockPods, as_yaml, in_namespaces, load_input, options, user_errors
 from netpol.errors import QueryError
 from netpol.evaluate import views
@@ -19,21 +19,24 @@ from netpol.evaluate.workloads import Listing, connectivity, render_stream
 def diff_command(
         old: Annotated[str, typer.Argument(help="The manifests before the change: a file or folder.")],
         new: Annotated[str, typer.Argument(help="The manifests after the change: a file or folder.")],
-        output: Annotated[str, typer.Option("-o", "--output", help="text, json, yaml or md")] = "text",
+        output: Annotated[str, typer.Option("-o", "--output", help="text, json, yaml, md, dot, svg or html")] = "text",
         fail_on_added: Annotated[bool, typer.Option(
             "--fail-on-added", help="Exit 1 when the change allows anything that was denied.")] = False,
         ipblock_pods: IpblockPods = "true") -> None:
     """Connections between workloads (and external ranges) that the change adds, removes and changes."""
     with user_errors():
-        if output not in RENDERERS and output != "yaml":
-            raise QueryError(f"-o {output!r}: expected text, json, yaml or md")
+        if output not in RENDERERS and output not in ("yaml", *pictures.FORMATS):
+            raise QueryError(f"-o {output!r}: expected text, json, yaml, md, dot, svg or html")
         opts = options(ipblock_pods)
         before, after = load_input([old], allow_empty=True), load_input([new], allow_empty=True)
         if not (before.pods or before.policies or after.pods or after.policies):
             raise QueryError(f"nothing to compare: neither {old} nor {new} holds pods, workloads or policies")
         result = diff(before, after, opts)
-    text = as_yaml(RENDERERS["json"](result)) if output == "yaml" else RENDERERS[output](result)
-    typer.echo(text)
+        if output in pictures.FORMATS:
+            text = pictures.diff_picture(result, output)
+        else:
+            text = as_yaml(RENDERERS["json"](result)) if output == "yaml" else RENDERERS[output](result)
+    typer.echo(text, nl=output not in pictures.FORMATS)
     raise typer.Exit(1 if fail_on_added and result.opens else 0)
 
 
@@ -66,13 +69,21 @@ def workload_matrix(ports_given: bool, namespaces: list[str] | None, output: str
             raise QueryError("--port/--protocol do not apply to --workloads: it lists every port and protocol")
         cluster = load_input(filename, kubeconfig, context)
         in_namespaces(cluster, namespaces, "pods or workloads")
-        full = connectivity(cluster, options(ipblock_pods), namespaces=namespaces or None)
+        opts = options(ipblock_pods)
+        full = connectivity(cluster, opts, namespaces=namespaces or None)
         result: Listing = full
+        title = "Workload connectivity"
         if view.by:
-            result = views.by_namespace(full)
+            result, title = views.by_namespace(full), "Namespace connectivity"
         elif view.focus:
             result = views.focused(full, view.focus, view.direction)
+            title = f"Connectivity of {result.focus if isinstance(result, views.View) else view.focus}"
+        if output in pictures.FORMATS:
+            text = pictures.workload_picture(cluster, opts, full, result, title, output, bool(view.by))
+    if output in pictures.FORMATS:
+        typer.echo(text, nl=False)
+        return
     streams.write(render_stream(result, output))
 
 
-WORKLOAD_OUTPUTS = ("text", "txt", "json", "csv", "md")
+WORKLOAD_OUTPUTS = ("text", "txt", "json", "csv", "md", "dot", "svg", "html")

@@ -275,6 +275,7 @@ class PairConns(Mapping[tuple[str, str], ConnSet]):
 
     def __init__(self, names: Sequence[str], grid: AtomGrid | None, external: dict[tuple[str, str], ConnSet]) -> None:
         self.names, self.grid = list(names), grid
+        assert self.names == sorted(self.names), "workload names come sorted"
         self.position = {n: i for i, n in enumerate(self.names)}
         self.external = external  # non-empty sets only
         self._nonempty = np.array([not c.empty for c in grid.conns], bool) if grid is not None else None
@@ -292,11 +293,20 @@ class PairConns(Mapping[tuple[str, str], ConnSet]):
         return conn
 
     def _targets(self, i: int) -> list[int]:
+        return [j for j, _ in self._row(i)]
+
+    def _row(self, i: int) -> list[tuple[int, ConnSet]]:
+        """Positions i reaches with their sets, in position order (name order: names are sorted)."""
         assert self.grid is not None and self._nonempty is not None
-        js = set(np.flatnonzero(self._nonempty[self.grid.row(i)]).tolist())
-        js |= {j for s, j in self.grid.local if s == i}
-        js.discard(i)
-        return sorted(js)
+        ids = self.grid.row(i)
+        js = np.flatnonzero(self._nonempty[ids])
+        conns = self.grid.conns
+        out = [(j, conns[k]) for j, k in zip(js.tolist(), ids[js].tolist(), strict=True) if j != i]
+        local = [j for s, j in self.grid.local if s == i]
+        if local:  # a host-network pod and a pod of its node: always allowed
+            mine = dict(out) | {j: self.grid.conn(i, j) for j in local}
+            out = sorted(mine.items())
+        return out
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return (key for key, _ in self.items_sorted())
@@ -306,17 +316,16 @@ class PairConns(Mapping[tuple[str, str], ConnSet]):
 
     def items_sorted(self) -> Iterator[tuple[tuple[str, str], ConnSet]]:
         """Every pair and its set, sorted by source then destination name, one source at a time."""
-        by_src: dict[str, list[str]] = {}
-        for s, d in self.external:
-            by_src.setdefault(s, []).append(d)
-        order = {n: k for k, n in enumerate(sorted(set(self.names) | set(by_src) | {d for _, d in self.external}))}
-        for src in sorted(set(self.names) | set(by_src), key=order.__getitem__):
+        by_src: dict[str, list[tuple[str, ConnSet]]] = {}
+        for (s, d), c in self.external.items():
+            by_src.setdefault(s, []).append((d, c))
+        for src in sorted(set(self.names) | set(by_src)):
             i = self.position.get(src)
-            dsts: list[tuple[str, ConnSet | None]] = \
-                [(self.names[j], None) for j in self._targets(i)] if i is not None and self.grid else []
-            dsts += [(d, self.external[(src, d)]) for d in by_src.get(src, ())]
-            for dst, conn in sorted(dsts, key=lambda x: order[x[0]]):
-                yield (src, dst), conn if conn is not None else self[(src, dst)]
+            dsts = [(self.names[j], c) for j, c in self._row(i)] if i is not None and self.grid else []
+            dsts += by_src.get(src, ())
+            dsts.sort(key=lambda x: x[0])  # two sorted runs: linear
+            for dst, conn in dsts:
+                yield (src, dst), conn
 
 
 def differences(old: Mapping[tuple[str, str], ConnSet], new: Mapping[tuple[str, str], ConnSet]
