@@ -233,7 +233,8 @@ def test_class_by_class_differences_equal_pair_by_pair(seed):
     same sets, when pods come and go, change labels and policies change."""
     from support.churn import _churn
 
-    from netpol.evaluate.workloads import connectivity, differences
+    from netpol.evaluate.pairs import differences
+    from netpol.evaluate.workloads import connectivity
     rng, namespaces, pods, policies, build = _world(seed)
     old = build(namespaces, pods, policies)
     moved = copy.deepcopy(pods)

@@ -23,8 +23,9 @@ MAY_IMPORT = {
     "nft": GROUND | {"k8s", "evaluate"},
     "lint": GROUND | {"k8s", "evaluate"},
     "lab": GROUND | {"k8s", "evaluate", "nft"},
+    "pictures": GROUND | {"k8s", "evaluate"},
     "agent": GROUND | {"k8s", "evaluate", "nft"},
-    "cli": GROUND | {"k8s", "evaluate", "nft", "lint", "lab", "agent"},
+    "cli": GROUND | {"k8s", "evaluate", "nft", "lint", "lab", "agent", "pictures"},
 }
 ROOT = pathlib.Path(netpol.__file__).parent
 

@@ -7,9 +7,10 @@ from collections import Counter
 from netpol.evaluate.conns import ConnSet
 from netpol.evaluate.decide import decide
 from netpol.evaluate.diff import Diff
+from netpol.evaluate.listing import Listing
 from netpol.evaluate.resolve import Endpoint
 from netpol.evaluate.views import by_namespace
-from netpol.evaluate.workloads import Connectivity, External, Listing, workloads
+from netpol.evaluate.workloads import Connectivity, External, workloads
 from netpol.k8s.model import Cluster, Options
 from netpol.pictures import graphviz
 from netpol.pictures.dot import to_dot

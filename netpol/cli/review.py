@@ -12,7 +12,8 @@ from netpol.cli.common import IpblockPods, as_yaml, in_namespaces, load_input, o
 from netpol.errors import QueryError
 from netpol.evaluate import views
 from netpol.evaluate.diff import RENDERERS, diff
-from netpol.evaluate.workloads import Listing, connectivity, render_stream
+from netpol.evaluate.listing import Listing, render_stream
+from netpol.evaluate.workloads import connectivity
 
 
 @app.command("diff")

@@ -12,15 +12,10 @@ from dataclasses import dataclass, replace
 from netpol.escape import inert, md_code, plain
 from netpol.evaluate.causes import Causes
 from netpol.evaluate.conns import ConnSet
+from netpol.evaluate.connsets import conn_minus
+from netpol.evaluate.pairs import differences
 from netpol.evaluate.service_access import Access, service_access
-from netpol.evaluate.workloads import (
-    Connectivity,
-    External,
-    conn_minus,
-    connectivity,
-    differences,
-    external_ranges,
-)
+from netpol.evaluate.workloads import Connectivity, External, connectivity, external_ranges
 from netpol.k8s.model import Cluster, Options
 
 KINDS = ("added", "changed", "removed")

@@ -14,7 +14,9 @@ import numpy as np
 
 from netpol.errors import QueryError
 from netpol.evaluate.conns import ConnSet
-from netpol.evaluate.workloads import Connectivity, External, PairConns, conn_set
+from netpol.evaluate.connsets import conn_set
+from netpol.evaluate.pairs import PairConns
+from netpol.evaluate.workloads import Connectivity, External
 
 OUTSIDE = "(outside)"
 DIRECTIONS = ("ingress", "egress")

@@ -10,76 +10,22 @@ representative per class is exact and the big examples stay fast.
 from __future__ import annotations
 
 import bisect
-import csv
-import io
 import ipaddress
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-
-from netpol.escape import inert, md_code, plain
+from netpol.escape import plain
 from netpol.evaluate.atoms import AtomGrid
-from netpol.evaluate.conns import MAX_PORT, ConnSet, connections
+from netpol.evaluate.conns import ConnSet, connections
+from netpol.evaluate.connsets import ALL_CONNS, NO_CONNS, canonical, conn_minus, conn_set, json_row, parse_conns
+from netpol.evaluate.pairs import PairConns
 from netpol.evaluate.resolve import Endpoint, selects
 from netpol.evaluate.tiers import peer_blocks, subject_of, tier_blocks
-from netpol.k8s.model import EGRESS, INGRESS, PROTOCOLS, Cluster, IPBlock, LabelSelector, Options, Pod
-from netpol.spans import subtract
+from netpol.k8s.model import EGRESS, INGRESS, Cluster, IPBlock, LabelSelector, Options, Pod
 
 _BITS = {4: 32, 6: 128}
-
-
-# ---- connection sets: parse np-guard's strings, canonical form, arithmetic ----
-
-def conn_set(by_proto: Mapping[str, Iterable[tuple[int, int]]]) -> ConnSet:
-    """Canonical ConnSet: every protocol present, ranges sorted and merged."""
-    out = []
-    for proto in sorted(PROTOCOLS):
-        merged: list[tuple[int, int]] = []
-        for lo, hi in sorted(by_proto.get(proto, ())):
-            if merged and lo <= merged[-1][1] + 1:
-                merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-            else:
-                merged.append((lo, hi))
-        out.append((proto, tuple(merged)))
-    return ConnSet(tuple(out))
-
-
-NO_CONNS = conn_set({})
-ALL_CONNS = conn_set({p: [(1, MAX_PORT)] for p in PROTOCOLS})
-
-
-def parse_conns(text: str) -> ConnSet:
-    """`All Connections`, `No Connections` or `TCP 80,8080-8090,UDP 53` (np-guard's form)."""
-    text = text.strip()
-    if text == "All Connections":
-        return ALL_CONNS
-    if text == "No Connections":
-        return NO_CONNS
-    found: dict[str, list[tuple[int, int]]] = {}
-    proto = None
-    for token in text.split(","):
-        head, _, rest = token.strip().partition(" ")
-        if head in PROTOCOLS and rest:
-            proto, token = head, rest
-        if proto is None:
-            raise ValueError(f"connection set {text!r}: expected a protocol before {token!r}")
-        lo, _, hi = token.strip().partition("-")
-        found.setdefault(proto, []).append((int(lo), int(hi or lo)))
-    return conn_set(found)
-
-
-def conn_minus(a: ConnSet, b: ConnSet) -> ConnSet:
-    """What `a` allows and `b` does not."""
-    bd = dict(b.ranges)
-    return conn_set({p: list(subtract(tuple(r), tuple(bd.get(p, ())))) for p, r in a.ranges})
-
-
-def canonical(c: ConnSet) -> ConnSet:
-    return conn_set(dict(c.ranges))
 
 
 # ---- external address ranges ----
@@ -269,110 +215,6 @@ def workloads(cluster: Cluster, opts: Options = Options()) -> list[Workload]:
 
 # ---- connectivity ----
 
-class PairConns(Mapping[tuple[str, str], ConnSet]):
-    """The allowed connection set of every pair with a non-empty one: workload pairs read from the
-    atom grid when asked (never all held at once), pairs with external ranges held as computed."""
-
-    def __init__(self, names: Sequence[str], grid: AtomGrid | None, external: dict[tuple[str, str], ConnSet]) -> None:
-        self.names, self.grid = list(names), grid
-        assert self.names == sorted(self.names), "workload names come sorted"
-        self.position = {n: i for i, n in enumerate(self.names)}
-        self.external = external  # non-empty sets only
-        self._nonempty = np.array([not c.empty for c in grid.conns], bool) if grid is not None else None
-
-    def __getitem__(self, key: tuple[str, str]) -> ConnSet:
-        found = self.external.get(key)
-        if found is not None:
-            return found
-        i, j = self.position.get(key[0]), self.position.get(key[1])
-        if i is None or j is None or i == j or self.grid is None:
-            raise KeyError(key)
-        conn = self.grid.conn(i, j)
-        if conn.empty:
-            raise KeyError(key)
-        return conn
-
-    def _targets(self, i: int) -> list[int]:
-        return [j for j, _ in self._row(i)]
-
-    def _row(self, i: int) -> list[tuple[int, ConnSet]]:
-        """Positions i reaches with their sets, in position order (name order: names are sorted)."""
-        assert self.grid is not None and self._nonempty is not None
-        ids = self.grid.row(i)
-        js = np.flatnonzero(self._nonempty[ids])
-        conns = self.grid.conns
-        out = [(j, conns[k]) for j, k in zip(js.tolist(), ids[js].tolist(), strict=True) if j != i]
-        local = [j for s, j in self.grid.local if s == i]
-        if local:  # a host-network pod and a pod of its node: always allowed
-            mine = dict(out) | {j: self.grid.conn(i, j) for j in local}
-            out = sorted(mine.items())
-        return out
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return (key for key, _ in self.items_sorted())
-
-    def __len__(self) -> int:
-        return len(self.external) + sum(len(self._targets(i)) for i in range(len(self.names) if self.grid else 0))
-
-    def items_sorted(self) -> Iterator[tuple[tuple[str, str], ConnSet]]:
-        """Every pair and its set, sorted by source then destination name, one source at a time."""
-        by_src: dict[str, list[tuple[str, ConnSet]]] = {}
-        for (s, d), c in self.external.items():
-            by_src.setdefault(s, []).append((d, c))
-        for src in sorted(set(self.names) | set(by_src)):
-            i = self.position.get(src)
-            dsts = [(self.names[j], c) for j, c in self._row(i)] if i is not None and self.grid else []
-            dsts += by_src.get(src, ())
-            dsts.sort(key=lambda x: x[0])  # two sorted runs: linear
-            for dst, conn in dsts:
-                yield (src, dst), conn
-
-
-def differences(old: Mapping[tuple[str, str], ConnSet], new: Mapping[tuple[str, str], ConnSet]
-                ) -> Iterator[tuple[tuple[str, str], ConnSet, ConnSet]]:
-    """Every pair whose set differs, with both sets. Two PairConns are compared class by class and
-    row by row (numpy), never pair by pair in Python: what costs is what changed."""
-    if not (isinstance(old, PairConns) and isinstance(new, PairConns) and old.grid and new.grid):
-        for key in set(old) | set(new):
-            before, after = old.get(key, NO_CONNS), new.get(key, NO_CONNS)
-            if before != after:
-                yield key, before, after
-        return
-    for key in old.external.keys() | new.external.keys():
-        before, after = old.external.get(key, NO_CONNS), new.external.get(key, NO_CONNS)
-        if before != after:
-            yield key, before, after
-    common = sorted(set(old.names) & set(new.names))
-    oi = np.array([old.position[n] for n in common], np.intp)
-    ni = np.array([new.position[n] for n in common], np.intp)
-    ids: dict[ConnSet, int] = {}
-    old_gid = np.array([ids.setdefault(c, len(ids)) for c in old.grid.conns], np.int64)
-    new_gid = np.array([ids.setdefault(c, len(ids)) for c in new.grid.conns], np.int64)
-    local = {(old.names[i], old.names[j]) for i, j in old.grid.local} | {
-        (new.names[i], new.names[j]) for i, j in new.grid.local}
-    for r, name in enumerate(common):
-        before = old_gid[old.grid.row(int(oi[r]))[oi]]
-        after = new_gid[new.grid.row(int(ni[r]))[ni]]
-        for c in np.flatnonzero(before != after).tolist():
-            if c != r and (name, common[c]) not in local:
-                yield (name, common[c]), old.grid.conn(int(oi[r]), int(oi[c])), new.grid.conn(int(ni[r]), int(ni[c]))
-    for key in local:  # host-network pods and pods of their node: read one by one
-        if key[0] in old.position and key[1] in old.position and key[0] in new.position and key[1] in new.position:
-            before, after = old.get(key, NO_CONNS), new.get(key, NO_CONNS)
-            if before != after:
-                yield key, before, after
-    for mine, other, gone in ((old, new, True), (new, old, False)):  # workloads on one side only
-        for name in sorted(set(mine.names) - set(other.names)):
-            i = mine.position[name]
-            for j in mine._targets(i):
-                key = (name, mine.names[j])
-                yield (key, mine[key], NO_CONNS) if gone else (key, NO_CONNS, mine[key])
-            for src in mine.names:
-                key = (src, name)
-                if src != name and src in other.position and key in mine:
-                    yield (key, mine[key], NO_CONNS) if gone else (key, NO_CONNS, mine[key])
-
-
 @dataclass(frozen=True)
 class Connectivity:
     workloads: tuple[str, ...]
@@ -396,7 +238,7 @@ class Connectivity:
         return {"workloads": list(self.workloads),
                 "external": {"sources": [e.name for e in self.sources],
                              "destinations": [e.name for e in self.destinations]},
-                "connections": [_json_row(s, d, c) for s, d, c in self.lines()]}
+                "connections": [json_row(s, d, c) for s, d, c in self.lines()]}
 
 
 def _side_key(cluster: Cluster, pod: Pod, direction: str, index: Mapping[str, Any]) -> tuple:
@@ -482,84 +324,6 @@ def connectivity(cluster: Cluster, opts: Options = Options(), namespaces: Iterab
                         conns=PairConns([w.name for w in wls], grid, external))
 
 
-# ---- rendering ----
-
-class Listing(Protocol):
-    """What the renderers read: Connectivity, or a view of it (evaluate/views.py)."""
-
-    @property
-    def workloads(self) -> tuple[str, ...]: ...
-
-    @property
-    def sources(self) -> tuple[External, ...]: ...
-
-    @property
-    def destinations(self) -> tuple[External, ...]: ...
-
-    def lines(self) -> Iterator[tuple[str, str, ConnSet]]: ...
-
-
-def render(result: Listing, output: str) -> str:
-    return "".join(render_stream(result, output))
-
-
-def render_stream(result: Listing, output: str) -> Iterator[str]:
-    """The output in pieces of at most STEP lines: memory stays that of one piece, whatever the size."""
-    if output in ("txt", "text"):
-        lines = (inert(f"{plain(s)} => {plain(d)} : {c}") for s, d, c in result.lines())
-        wrote = False
-        for piece in _pieces(lines, "\n", "\n"):
-            wrote = True
-            yield piece
-        if not wrote:
-            yield "\n"
-    elif output == "json":
-        head = {"workloads": list(result.workloads),
-                "external": {"sources": [e.name for e in result.sources],
-                             "destinations": [e.name for e in result.destinations]}}
-        yield json.dumps(head, indent=1)[:-2] + ',\n "connections": ['
-        rows = ("\n  " + json.dumps(_json_row(s, d, c)) for s, d, c in result.lines())
-        yield from _pieces(rows, ",", "")
-        yield "\n ]\n}\n"
-    elif output == "csv":
-        yield "src,dst,conn\n"
-        yield from _pieces((_csv_row(s, d, str(c)) for s, d, c in result.lines()), "", "")
-    elif output == "md":
-        yield "| src | dst | connections |\n|---|---|---|"
-        yield from _pieces((f"\n| {md_code(s)} | {md_code(d)} | {c} |" for s, d, c in result.lines()), "", "")
-        yield "\n"
-    else:
-        raise ValueError(output)
-
-
-STEP = 4096
-
-
-def _pieces(items: Iterator[str], sep: str, end: str) -> Iterator[str]:
-    """Items joined by `sep` (and `end` after the last), STEP at a time."""
-    chunk: list[str] = []
-    first = True
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == STEP:
-            yield ("" if first else sep) + sep.join(chunk)
-            chunk, first = [], False
-    if chunk:
-        yield ("" if first else sep) + sep.join(chunk)
-    if not first or chunk:
-        yield end
-
-
-def _csv_row(*cells: str) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(cells)
-    return buf.getvalue()
-
-
-def _json_row(s: str, d: str, c: ConnSet) -> dict:
-    return {"src": s, "dst": d, "conn": str(c), "ports": {p: [list(r) for r in rs] for p, rs in c.ranges if rs}}
-
-
 def external_ranges(cluster: Cluster) -> tuple[list[External], list[External]]:
     """The external ranges a cluster's policies cut: (as sources, as destinations)."""
     v6 = _has_v6(cluster, _Classes(cluster))
@@ -586,3 +350,6 @@ def pair_connections(cluster: Cluster, pods: Iterable[Pod], opts: Options = Opti
             if found is None:
                 found = cache[key] = canonical(connections(cluster, Endpoint(pod=s), Endpoint(pod=d), opts))
             yield s, d, found
+
+
+__all__ = ["ALL_CONNS", "NO_CONNS", "canonical", "conn_minus", "conn_set", "parse_conns"]  # their home: connsets

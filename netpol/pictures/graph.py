@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from netpol.errors import QueryError
 from netpol.evaluate.conns import ConnSet
 from netpol.evaluate.diff import Diff
-from netpol.evaluate.workloads import Listing
+from netpol.evaluate.listing import Listing
 
 MAX_NODES = 300  # beyond this a layout is a hairball and takes minutes: views narrow it
 MAX_EDGES = 3000

@@ -16,10 +16,10 @@ from netpol.errors import NetpolError
 from netpol.evaluate.conns import connections
 from netpol.evaluate.diff import RENDERERS as DIFF_RENDERERS
 from netpol.evaluate.diff import diff
+from netpol.evaluate.listing import render as render_workloads
 from netpol.evaluate.matrix import PortQuery, compute
 from netpol.evaluate.resolve import Endpoint
 from netpol.evaluate.workloads import connectivity
-from netpol.evaluate.workloads import render as render_workloads
 from netpol.k8s.load import parse_text
 from netpol.k8s.model import Cluster
 from netpol.k8s.parse import build_cluster
