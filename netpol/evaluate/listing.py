@@ -51,7 +51,9 @@ def render_stream(result: Listing, output: str) -> Iterator[str]:
                 "external": {"sources": [e.name for e in result.sources],
                              "destinations": [e.name for e in result.destinations]}}
         yield json.dumps(head, indent=1)[:-2] + ',\n "connections": ['
-        rows = ("\n  " + json.dumps(json_row(s, d, c)) for s, d, c in result.lines())
+        quoted = functools.lru_cache(maxsize=1 << 16)(json.dumps)  # names and sets repeat: each written once
+        tail = functools.lru_cache(maxsize=1 << 12)(lambda c: json.dumps(json_row("", "", c))[23:])
+        rows = (f'\n  {{"src": {quoted(s)}, "dst": {quoted(d)}, {tail(c)}' for s, d, c in result.lines())
         yield from _pieces(rows, ",", "")
         yield "\n ]\n}\n"
     elif output == "csv":
