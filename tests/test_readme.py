@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from netpol.cli import app
 
 README = (ROOT / "README.md").read_text()
-OFFLINE = ("check", "matrix", "lint", "render")  # never enforce or lab: nothing here touches the kernel
+OFFLINE = ("check", "matrix", "lint", "render", "tenants")  # never enforce or lab: nothing here touches the kernel
 
 
 def examples() -> list[tuple[str, list[str], int | None]]:

@@ -62,5 +62,5 @@ def main() -> None:
 
 # Each face registers its commands on `app` when imported (they need `app`, so they come last), in
 # the order `--help` lists them.
-for _face in ("query", "enforce", "lab", "lint", "agent", "review"):
+for _face in ("query", "enforce", "lab", "lint", "agent", "review", "tenants"):
     importlib.import_module(f"netpol.cli.{_face}")

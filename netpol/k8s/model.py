@@ -308,7 +308,59 @@ class ClusterNetworkPolicy(Frozen):
 class Namespace(Frozen):
     name: str
     labels: Labels
+    annotations: tuple[tuple[str, str], ...] = ()  # placement ones only (PodNodeSelector, PodTolerationRestriction)
     source: Source | None = None
+
+    def annotation(self, key: str) -> str | None:
+        return dict(self.annotations).get(key)
+
+
+# ---- placement: where the scheduler may put a pod ----
+
+class Taint(Frozen):
+    key: str
+    value: str = ""
+    effect: str  # NoSchedule | PreferNoSchedule | NoExecute
+
+    def describe(self) -> str:
+        return f"{self.key}{'=' + self.value if self.value else ''}:{self.effect}"
+
+
+class Toleration(Frozen):
+    key: str = ""  # empty with Exists: every taint
+    operator: str = "Equal"  # Equal | Exists
+    value: str = ""
+    effect: str = ""  # empty: every effect
+
+    def tolerates(self, taint: Taint) -> bool:
+        if self.effect and self.effect != taint.effect:
+            return False
+        if not self.key:
+            return self.operator == "Exists"
+        return self.key == taint.key and (self.operator == "Exists" or self.value == taint.value)
+
+
+class NodeRequirement(Frozen):
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist | Gt | Lt
+    values: tuple[str, ...] = ()
+
+
+class NodeSelectorTerm(Frozen):
+    """Requirements ANDed; `fields` select on metadata.name."""
+
+    expressions: tuple[NodeRequirement, ...] = ()
+    fields: tuple[NodeRequirement, ...] = ()
+
+
+class Placement(Frozen):
+    """What a pod spec says about its node: nodeSelector, required node affinity (terms ORed; None:
+    none given), tolerations and nodeName."""
+
+    node_selector: tuple[tuple[str, str], ...] = ()
+    terms: tuple[NodeSelectorTerm, ...] | None = None
+    tolerations: tuple[Toleration, ...] = ()
+    node_name: str | None = None
 
 
 class ContainerPort(Frozen):
@@ -328,6 +380,7 @@ class Pod(Frozen):
     ports: tuple[ContainerPort, ...] = ()
     host_network: bool = False
     node_name: str | None = None
+    placement: Placement = Placement()
     owner: tuple[str, str] | None = None  # (kind, name) of the controller, if any
     annotations: tuple[tuple[str, str], ...] = ()
     source: Source | None = None
@@ -434,6 +487,7 @@ class Node(Frozen):
     labels: Labels = Labels()
     addresses: tuple[tuple[str, str], ...] = ()  # (type, address): InternalIP, ExternalIP, Hostname, ...
     pod_cidr_texts: tuple[str, ...] = ()  # spec.podCIDRs (or spec.podCIDR)
+    taints: tuple[Taint, ...] = ()  # spec.unschedulable adds node.kubernetes.io/unschedulable:NoSchedule
     source: Source | None = None
 
     @cached_property

@@ -27,6 +27,7 @@ from netpol.k8s.model import (
     Rule,
     Service,
 )
+from netpol.k8s.placement import namespace_annotations, placement
 from netpol.k8s.services import endpoint_slice, node, service
 from netpol.k8s.source import Path_, RawObject
 
@@ -157,7 +158,8 @@ def pod(raw: RawObject) -> Pod | None:
         return None  # finished pods hold no address and take no traffic
     return Pod(namespace=namespace, name=name, labels=at.labels(("metadata", "labels")), ips=_pod_ips(at),
                ports=_container_ports(at, ("spec",)), host_network=bool(at.get(("spec", "hostNetwork"))),
-               node_name=at.name(("spec", "nodeName"), names.dns1123_subdomain), owner=_owner(at),
+               node_name=at.name(("spec", "nodeName"), names.dns1123_subdomain),
+               placement=placement(at, ("spec",)), owner=_owner(at),
                annotations=read_annotations(at), source=raw.source)
 
 
@@ -168,7 +170,7 @@ def workload(raw: RawObject) -> Pod:
     return Pod(namespace=namespace, name=name, kind=raw.kind, labels=at.labels(tmpl + ("metadata", "labels")),
                ports=_container_ports(at, tmpl + ("spec",)),
                host_network=bool(at.get(tmpl + ("spec", "hostNetwork"))),
-               annotations=read_annotations(at), source=raw.source)
+               placement=placement(at, tmpl + ("spec",)), annotations=read_annotations(at), source=raw.source)
 
 
 def namespace(raw: RawObject) -> Namespace:
@@ -176,7 +178,7 @@ def namespace(raw: RawObject) -> Namespace:
     name = object_name(at, "Namespace")
     labels = at.labels(("metadata", "labels"))
     labels[NS_NAME_LABEL] = name  # set by the API server on every namespace
-    return Namespace(name=name, labels=labels, source=raw.source)
+    return Namespace(name=name, labels=labels, annotations=namespace_annotations(at), source=raw.source)
 
 
 def _terminating(raw: RawObject) -> bool:

@@ -7,6 +7,7 @@ import ipaddress
 from netpol.k8s import names
 from netpol.k8s.cursor import At, meta, object_name, port_value, protocol
 from netpol.k8s.model import EndpointAddress, EndpointPort, EndpointSlice, Node, Service, ServicePort
+from netpol.k8s.placement import taints
 from netpol.k8s.source import Path_, RawObject
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -180,7 +181,7 @@ def node(raw: RawObject) -> Node:
     if not cidrs and at.get(("spec", "podCIDR"), str):
         cidrs = [_cidr(at, ("spec", "podCIDR"))]
     return Node(name=name, labels=at.labels(("metadata", "labels")), addresses=tuple(addresses),
-                pod_cidr_texts=tuple(cidrs), source=raw.source)
+                pod_cidr_texts=tuple(cidrs), taints=taints(at), source=raw.source)
 
 
 def _cidr(at: At, path: Path_) -> str:

@@ -156,11 +156,14 @@ def _tables(out: Settings, table: dict, path: str) -> Settings:
     return replace(out, severity=levels, exclude=tuple(excl), per_file_ignores=per_file)
 
 
+TENANT_CODES = frozenset({"NP011", "NP024", "NP025", "NP026", "NP027"})  # on with --tenant-label
+
+
 def enabled_codes(settings: Settings) -> list[str]:
     """The checks to run (NP000, input errors, is always reported and not listed here)."""
     known = all_checks()
     if settings.select is None:
-        chosen = {c for c, chk in known.items() if chk.default or (c == "NP011" and settings.tenant_label)}
+        chosen = {c for c, chk in known.items() if chk.default or (c in TENANT_CODES and settings.tenant_label)}
     else:
         chosen = {c for c in known if any(matches(s, c) for s in settings.select)}
     chosen -= {c for c in known if any(matches(s, c) for s in settings.ignore)}

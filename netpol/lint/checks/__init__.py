@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from netpol.lint.checks import dns, ipblock, isolation, ports, rules, scope, selection, services, tenants, tiers
+from netpol.lint.checks import (
+    dns,
+    ipblock,
+    isolation,
+    partitions,
+    ports,
+    rules,
+    scope,
+    selection,
+    services,
+    tenants,
+    tiers,
+)
 from netpol.lint.registry import INPUT_ERROR, Check
 
 CHECKS: tuple[Check, ...] = (
@@ -18,6 +30,10 @@ CHECKS: tuple[Check, ...] = (
     ipblock.ipblock_covers_pods,
     isolation.allow_all_voids_deny,
     tenants.cross_tenant,
+    partitions.off_partition,
+    partitions.open_tenant_node,
+    partitions.pod_on_other_node,
+    partitions.host_network_shared_node,
     scope.not_evaluated,
     services.service_port_not_pod_port,
     services.ipblock_service_address,
