@@ -8,7 +8,8 @@ Two shapes of the same cluster (scripts/bench_evaluator.py's generator): bare po
 workload) and Deployments (the pods' templates: about one per app and namespace). Each command writes
 to /dev/null; the table shows wall time, peak memory (the child's max RSS) and output size. A command
 that would pass the cap fails with MemoryError instead of taking the machine down, and the table says so.
-The diff compares the cluster with itself minus one policy in ten namespaces.
+The diff compares the cluster with itself minus one policy in ten namespaces; 200 Nodes (a tenth shared,
+the rest in the seven teams' pools, a few without their taint) give `netpol tenants` its partitions.
 """
 
 from __future__ import annotations
@@ -62,6 +63,22 @@ def changed(objs: list[dict]) -> list[dict]:
     return out
 
 
+def partitions(count: int = 200) -> list[dict]:
+    """Nodes: a tenth shared, the rest in pools of the seven teams (labelled and tainted for them)."""
+    out = []
+    for k in range(count):
+        team = None if k < count // 10 else f"team-{k % 7}"
+        meta: dict = {"name": f"node-{k:03d}", "labels": {"kubernetes.io/hostname": f"node-{k:03d}"}}
+        spec: dict = {}
+        if team:
+            meta["labels"]["team"] = team
+            if k % 50:  # a few tenant nodes without their taint
+                spec["taints"] = [{"key": "team", "value": team, "effect": "NoSchedule"}]
+        out.append({"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": spec,
+                    "status": {"addresses": [{"type": "InternalIP", "address": f"198.19.{k // 250}.{k % 250 + 1}"}]}})
+    return out
+
+
 def write(path: Path, objs: list[dict]) -> None:
     with path.open("w") as f:  # JSON documents are YAML: one per line, fast to write
         for o in objs:
@@ -96,7 +113,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--matrix-pods", type=int, default=3_000, help="pods for the pair matrix (0: skip)")
     args = parser.parse_args()
-    base = objects(args.pods, args.policies, args.seed)
+    base = objects(args.pods, args.policies, args.seed) + partitions()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape, objs in (("bare pods", base), ("Deployments", deployments(base))):
@@ -106,7 +123,9 @@ def main() -> None:
             commands = [("matrix --workloads -o txt", ["matrix", "--workloads", "-o", "txt", "-f", str(old)]),
                         ("matrix --workloads -o json", ["matrix", "--workloads", "-o", "json", "-f", str(old)]),
                         ("diff -o md", ["diff", str(old), str(new), "-o", "md"]),
-                        ("diff -o json", ["diff", str(old), str(new), "-o", "json"])]
+                        ("diff -o json", ["diff", str(old), str(new), "-o", "json"]),
+                        ("tenants --tenant-label team (200 nodes)", ["tenants", "--tenant-label", "team", "-f", str(old)]),
+                        ("matrix --workloads --by namespace", ["matrix", "--workloads", "--by", "namespace", "-f", str(old)])]
             if shape == "bare pods" and args.matrix_pods:  # n x n probes: a smaller cluster keeps it minutes
                 small = Path(tmp, "small.yaml")
                 write(small, objects(args.matrix_pods, args.matrix_pods // 10, args.seed))

@@ -230,7 +230,7 @@ def test_markdown_outputs_keep_one_row_per_pair(tmp_path):
     rows = _table_rows(r.stdout)
     changes = json.loads(run("diff", old, _deny(tmp_path), "-o", "json").stdout)["changes"]
     groups = r.stdout.count("<summary>")  # one table (header of two rows) per namespace pair
-    assert len(rows) == 2 * groups + len(changes) and all(len(re.findall(r"(?<!\\)\|", row)) == 6 for row in rows)
+    assert len(rows) == 2 * groups + len(changes) and all(len(re.findall(r"(?<!\\)\|", row)) == 7 for row in rows)
     opened = len(re.findall(r"(?<!\\)<details", r.stdout))
     assert opened == len(re.findall(r"(?<!\\)</details>", r.stdout)) == groups  # only ours: names are escaped
     assert "\\<details\\>" in r.stdout

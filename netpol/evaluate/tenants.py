@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from netpol.evaluate.conns import ConnSet
-from netpol.evaluate.connsets import conn_set
 from netpol.evaluate.placement import BLOCKING, schedulable
+from netpol.evaluate.views import group_pairs, union
 from netpol.evaluate.workloads import Workload, connectivity, workloads
 from netpol.k8s.model import Cluster, Node, Options, Pod
 
@@ -182,19 +182,10 @@ def report(cluster: Cluster, label: str, node_label: str | None = None, opts: Op
 
 def _network(cluster: Cluster, label: str, opts: Options, pairs: dict[tuple[str, str], Pair],
              explain: Callable[[str, str, ConnSet], str]) -> None:
-    """Per pair of tenants, the union of what their workloads may open, with the first as example."""
-    spans: dict[tuple[str, str], dict[str, list[tuple[int, int]]]] = {}
-    for s, d, c in connectivity(cluster, opts).lines():
-        if s.endswith("[External]") or d.endswith("[External]"):
-            continue
-        a, b = (tenant_of(cluster, n.split("/", 1)[0], label) for n in (s, d))
-        pair = pairs.get((a, b)) if a and b else None
-        if pair is None:
-            continue
-        if pair.example == "":
-            pair.example, pair.why = f"{s} → {d}", explain(s, d, c)
-        found = spans.setdefault((pair.src, pair.dst), {})
-        for proto, ranges in c.ranges:
-            found.setdefault(proto, []).extend(ranges)
-    for key, by_proto in spans.items():
-        pairs[key].network = conn_set(by_proto)
+    """Per pair of tenants, the union of what their workloads may open, with an example."""
+    def tenant(name: str) -> str | None:
+        return None if name.endswith("[External]") else tenant_of(cluster, name.split("/", 1)[0], label)
+    for key, (sets, (s, d, conn)) in group_pairs(connectivity(cluster, opts), tenant).items():
+        pair = pairs.get(key)
+        if pair is not None:
+            pair.network, pair.example, pair.why = union(sets), f"{s} → {d}", explain(s, d, conn)

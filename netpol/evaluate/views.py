@@ -7,7 +7,7 @@ holds (class ids first, so a row costs numpy work plus one union per namespace a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,37 +68,57 @@ def _namespace(name: str) -> str:
     return OUTSIDE if name.endswith("[External]") else name.split("/", 1)[0]
 
 
-def by_namespace(result: Connectivity) -> View:
-    """Namespace x namespace (and the outside): the union of what the workloads of one may open to the
-    workloads of the other, a namespace to itself included (between different workloads)."""
-    found: dict[tuple[str, str], set[ConnSet]] = {}
+def group_pairs(result: Connectivity, group_of: Callable[[str], str | None]
+                ) -> dict[tuple[str, str], tuple[set[ConnSet], tuple[str, str, ConnSet]]]:
+    """Per pair of groups (of endpoint names; None: in no group), the connection sets between their
+    members, different members only, and one example pair. Grid rows are folded with numpy, never
+    expanded pair by pair."""
+    found: dict[tuple[str, str], tuple[set[ConnSet], tuple[str, str, ConnSet]]] = {}
+
+    def add(g: tuple[str, str], conn: ConnSet, src: str, dst: str) -> None:
+        found.setdefault(g, (set(), (src, dst, conn)))[0].add(conn)
     conns = result.conns
     if isinstance(conns, PairConns) and conns.grid is not None:
-        grid = conns.grid
-        ns_of = [_namespace(n) for n in conns.names]
-        names = sorted(set(ns_of))
-        ns_id = np.array([names.index(n) for n in ns_of], np.int64)
+        grid, width = conns.grid, len(conns.grid.conns)
+        group = [group_of(n) for n in conns.names]
+        names = sorted({g for g in group if g is not None})
+        gid = np.array([names.index(g) if g is not None else -1 for g in group], np.int64)
         nonempty = np.array([not c.empty for c in grid.conns], bool)
         for i, src in enumerate(conns.names):
+            if group[i] is None:
+                continue
             ids = grid.row(i).astype(np.int64)
-            keep = nonempty[ids]
+            keep = nonempty[ids] & (gid >= 0)
             keep[i] = False  # a workload's own pair is not listed
-            width = len(grid.conns)
-            for key in np.unique(ns_id[keep] * width + ids[keep]).tolist():
-                found.setdefault((ns_of[i], names[key // width]), set()).add(grid.conns[key % width])
-            for j in (j for s, j in grid.local if s == i):
-                found.setdefault((ns_of[i], ns_of[j]), set()).add(conns[(src, conns.names[j])])
+            for key in np.unique(gid[keep] * width + ids[keep]).tolist():
+                g = (group[i], names[key // width])
+                if g in found:
+                    found[g][0].add(grid.conns[key % width])  # type: ignore[index]
+                    continue
+                j = int(np.flatnonzero(keep & (gid == key // width) & (ids == key % width))[0])  # the example
+                add(g, grid.conns[key % width], src, conns.names[j])  # type: ignore[arg-type]
+            for j in (j for s, j in grid.local if s == i and group[j] is not None):
+                add((group[i], group[j]), conns[(src, conns.names[j])], src, conns.names[j])  # type: ignore[arg-type]
         rest: Iterable[tuple[tuple[str, str], ConnSet]] = conns.external.items()
     else:
         rest = conns.items()
     for (s, d), c in rest:
-        found.setdefault((_namespace(s), _namespace(d)), set()).add(c)
-    rows = [(s, d, _union(sets)) for (s, d), sets in sorted(found.items())]
+        gs, gd = group_of(s), group_of(d)
+        if gs is not None and gd is not None:
+            add((gs, gd), c, s, d)
+    return found
+
+
+def by_namespace(result: Connectivity) -> View:
+    """Namespace x namespace (and the outside): the union of what the workloads of one may open to the
+    workloads of the other, a namespace to itself included (between different workloads)."""
+    found = group_pairs(result, _namespace)
+    rows = [(s, d, union(sets)) for (s, d), (sets, _) in sorted(found.items())]
     spaces = tuple(sorted({_namespace(w) for w in result.workloads}))
     return View(spaces, (), (), rows)
 
 
-def _union(sets: set[ConnSet]) -> ConnSet:
+def union(sets: set[ConnSet]) -> ConnSet:
     spans: dict[str, list[tuple[int, int]]] = {}
     for c in sets:
         for proto, ranges in c.ranges:
