@@ -355,7 +355,8 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
 
 def test_shell_completion_is_offered():
     out = run("--show-completion", "bash")
-    assert out.exit_code == 0 and "_completion()" in out.stdout and "complete -o default" in out.stdout
+    assert out.exit_code == 0 and "_completion()" in out.stdout and "complete -o default" in out.stdout, \
+        (out.output, out.exception)
 
 
 def test_help_names_its_values_and_keeps_every_word():
