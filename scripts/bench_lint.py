@@ -127,9 +127,9 @@ def main() -> None:
     objs = objects(args.namespaces, args.apps, args.replicas)
     raws = [RawObject(o, Source("<bench>", 0)) for o in objs]
     t0 = time.perf_counter()
-    cluster, good, errors = build(raws)
+    cluster, good, errors, duplicates = build(raws)
     t_build = time.perf_counter() - t0
-    inp = Input(cluster, good, errors)
+    inp = Input(cluster, good, errors, duplicates)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     findings = run_checks(inp, Settings(select=("ALL",), tenant_label="team"), timings)

@@ -107,6 +107,8 @@ def placement_findings(cluster: Cluster, label: str, node_label: str, opts: Opti
                        ) -> Iterator[Finding]:
     """Every placement finding: workloads schedulable onto other tenants' nodes, pods running there,
     host-network pods sharing a node with other tenants' workloads, tenant nodes open to anyone."""
+    if not cluster.nodes:  # no partitions to check (pods bound to unknown nodes tell nothing either)
+        return
     ten = _Tenancy(cluster, label, node_label)
     wls = workloads(cluster, opts)
     where: dict[str, list[Node]] = {}

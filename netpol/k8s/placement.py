@@ -18,7 +18,14 @@ TOLERATIONS_WHITELIST = "scheduler.alpha.kubernetes.io/tolerationsWhitelist"
 NAMESPACE_ANNOTATIONS = (NODE_SELECTOR, DEFAULT_TOLERATIONS, TOLERATIONS_WHITELIST)
 
 
+_EMPTY = Placement()
+_FIELDS = ("nodeSelector", "affinity", "tolerations", "nodeName")
+
+
 def placement(at: At, spec: Path_) -> Placement:
+    found = at.get(spec, dict) or {}
+    if not any(f in found for f in _FIELDS):  # most pods say nothing about their node
+        return _EMPTY
     terms = None
     required = spec + ("affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution")
     if at.get(required, dict) is not None:
