@@ -414,18 +414,19 @@ def test_the_agent_reads_its_nodes_pod_cidrs(lab, cluster, start):
     expect(lab, {(4, 1): False, (1, 4): False, (1, 0): True})
 
 
-def test_cluster_network_policies_are_watched_and_enforced(lab, cluster, start):
+@pytest.mark.parametrize("kind,extra", [("ClusterNetworkPolicy", {"tier": "Admin"}), ("AdminNetworkPolicy", {})])
+def test_tier_policies_are_watched_and_enforced(lab, cluster, start, kind, extra):
     """An Admin Deny arriving as a watch event closes what NetworkPolicy would allow; deleting it opens
-    it again. The tier is enforced by the agent's own table."""
-    deny = {"kind": "ClusterNetworkPolicy", "metadata": {"name": "no-b"},
-            "spec": {"tier": "Admin", "priority": 1, "subject": {"namespaces": {}},
+    it again. The tier is enforced by the agent's own table; users still on v1alpha1 are served too."""
+    deny = {"kind": kind, "metadata": {"name": "no-b"},
+            "spec": {**extra, "priority": 1, "subject": {"namespaces": {}},
                      "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {
                          "kubernetes.io/metadata.name": "b"}}}]}]}}
     start()
     expect(lab, {(2, 0): True, (1, 0): True})
     cluster.stub.apply(deny)
     expect(lab, {(2, 0): False, (1, 0): True})
-    cluster.stub.delete("ClusterNetworkPolicy", "no-b")
+    cluster.stub.delete(kind, "no-b")
     expect(lab, {(2, 0): True, (1, 0): True})
 
 
@@ -440,20 +441,6 @@ def test_domain_names_rules_are_counted_and_logged_as_not_enforced(lab, cluster,
     assert "netpol_agent_unsupported_rules 1.0" in run.metrics()
     assert any("domainNames rule is not enforced" in r.getMessage() for r in caplog.records)
     expect(lab, {(1, 0): True})  # it matches nothing
-
-
-def test_v1alpha1_admin_network_policies_are_watched_and_enforced(lab, cluster, start):
-    """Users still on v1alpha1: an AdminNetworkPolicy is the Admin tier (Deny closes, deleting opens)."""
-    deny = {"kind": "AdminNetworkPolicy", "metadata": {"name": "no-b"},
-            "spec": {"priority": 1, "subject": {"namespaces": {}},
-                     "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {
-                         "kubernetes.io/metadata.name": "b"}}}]}]}}
-    start()
-    expect(lab, {(2, 0): True, (1, 0): True})
-    cluster.stub.apply(deny)
-    expect(lab, {(2, 0): False, (1, 0): True})
-    cluster.stub.delete("AdminNetworkPolicy", "no-b")
-    expect(lab, {(2, 0): True, (1, 0): True})
 
 
 def test_nodes_peers_follow_the_watched_nodes(lab, cluster, start):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support.paths import POLICIES, ROOT
-from support.shop import BASE, HEAD, checkout
+from support.shop import BASE, HEAD, checkout, frontend_backend
 from typer.testing import CliRunner
 
 from netpol.cli import app
@@ -135,41 +135,9 @@ def test_a_readme_python_example_runs(code, monkeypatch):
 
 # ---- examples on other inputs: each gets the input it describes ----
 
-WORKLOADS = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: frontend, namespace: default}
-spec: {template: {metadata: {labels: {app: frontend}}, spec: {containers: [{name: web, ports: [{containerPort: 8080}]}]}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend, namespace: default}
-spec: {template: {metadata: {labels: {app: backend}}, spec: {containers: [{name: api, ports: [{containerPort: 9090}]}]}}}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: frontend, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: frontend}}
-  policyTypes: [Ingress, Egress]
-  ingress: [{ports: [{port: 8080}]}]
-  egress:
-  - {to: [{podSelector: {matchLabels: {app: backend}}}], ports: [{port: 9090}]}
-  - {to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: backend, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: backend}}
-  policyTypes: [Ingress, Egress]
-  ingress: [{from: [{podSelector: {matchLabels: {app: frontend}}}], ports: [{port: 9090}]}]
-"""
-
-
 def _workloads(tmp: Path) -> None:
     (tmp / "manifests").mkdir()
-    (tmp / "manifests" / "apps.yaml").write_text(WORKLOADS)
+    (tmp / "manifests" / "apps.yaml").write_text(frontend_backend("default"))
 
 
 def _pull_request(tmp: Path) -> None:

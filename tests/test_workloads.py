@@ -7,6 +7,7 @@ import random
 
 import pytest
 from support.paths import CORPUS
+from support.shop import frontend_backend
 from typer.testing import CliRunner
 
 from netpol.cli import app
@@ -293,7 +294,7 @@ def test_focus_keeps_the_lines_into_or_out_of_one_workload(seed):
 def test_cli_views_and_csv(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    (folder / "all.yaml").write_text(YAML_EXAMPLE)
+    (folder / "all.yaml").write_text(frontend_backend("shop"))
     def run(*args):
         out = runner.invoke(app, ["matrix", "--workloads", "-f", str(folder), *args])
         return out.exit_code, out.output
@@ -310,35 +311,3 @@ def test_cli_views_and_csv(tmp_path):
         code, text = run(*bad)
         assert code == 2 and "Traceback" not in text, (bad, text)
     assert runner.invoke(app, ["matrix", "--by", "namespace", "-f", str(folder)]).exit_code == 2  # needs --workloads
-
-
-YAML_EXAMPLE = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: frontend, namespace: shop}
-spec: {template: {metadata: {labels: {app: frontend}}, spec: {containers: [{name: web, ports: [{containerPort: 8080}]}]}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend, namespace: shop}
-spec: {template: {metadata: {labels: {app: backend}}, spec: {containers: [{name: api, ports: [{containerPort: 9090}]}]}}}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: frontend, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: frontend}}
-  policyTypes: [Ingress, Egress]
-  ingress: [{ports: [{port: 8080}]}]
-  egress:
-  - {to: [{podSelector: {matchLabels: {app: backend}}}], ports: [{port: 9090}]}
-  - {to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: backend, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: backend}}
-  policyTypes: [Ingress, Egress]
-  ingress: [{from: [{podSelector: {matchLabels: {app: frontend}}}], ports: [{port: 9090}]}]
-"""

@@ -42,3 +42,41 @@ def checkout(tmp_path, name: str, policies: list[str]):
     (folder / "apps.yaml").write_text(APPS)
     (folder / "policies.yaml").write_text("".join(policies))
     return str(folder)
+
+
+def frontend_backend(namespace: str) -> str:
+    """Two Deployments and their policies, as np-guard's README shows them: the frontend takes 8080
+    from anywhere and may call the backend on 9090 and DNS; the backend takes 9090 from the frontend."""
+    return FRONTEND_BACKEND.replace("NAMESPACE", namespace)
+
+
+FRONTEND_BACKEND = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: frontend, namespace: NAMESPACE}
+spec: {template: {metadata: {labels: {app: frontend}}, spec: {containers: [{name: web, ports: [{containerPort: 8080}]}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: backend, namespace: NAMESPACE}
+spec: {template: {metadata: {labels: {app: backend}}, spec: {containers: [{name: api, ports: [{containerPort: 9090}]}]}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: frontend, namespace: NAMESPACE}
+spec:
+  podSelector: {matchLabels: {app: frontend}}
+  policyTypes: [Ingress, Egress]
+  ingress: [{ports: [{port: 8080}]}]
+  egress:
+  - {to: [{podSelector: {matchLabels: {app: backend}}}], ports: [{port: 9090}]}
+  - {to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: backend, namespace: NAMESPACE}
+spec:
+  podSelector: {matchLabels: {app: backend}}
+  policyTypes: [Ingress, Egress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: frontend}}}], ports: [{port: 9090}]}]
+"""
