@@ -85,6 +85,17 @@ def test_tier_kinds_share_a_table_without_sharing_names_and_nodes_keep_their_las
     assert any(k.startswith("Node n1") for k in s.invalid)
 
 
+def test_replicas_share_their_labels_and_ports_in_the_store():
+    """The store keeps one copy of equal parts (scripts/bench_footprint.py measures what a pod costs)."""
+    s = Store()
+    s.apply(Event("Namespace", "SYNC", items=(ns("a"),)))
+    s.apply(Event("Pod", "SYNC", items=(pod("a", "p1", "198.18.0.1", app="web"), pod("a", "p2", "198.18.0.2", app="web"))))
+    one, two = s.pods["a/p1"].pod, s.pods["a/p2"].pod
+    assert one.labels is two.labels and one.ports is two.ports and one.namespace is two.namespace
+    assert one.labels == {"app": "web"} and one.source is None
+    assert s.pods["a/p1"].bare.ips == () and one.ips == ("198.18.0.1",)  # copies still work
+
+
 def test_finished_pods_are_dropped():
     s = Store()
     s.apply(Event("Namespace", "SYNC", items=(ns("a"),)))

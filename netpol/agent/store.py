@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -91,6 +92,9 @@ class Store:
     invalid: dict[str, str] = field(default_factory=dict)  # "Kind ns/name" -> why it was not understood
     version: int = 0
     _claims: itertools.count = field(default_factory=itertools.count)
+    # One copy of each equal label set, port list, owner and name: the pods of a Deployment share them,
+    # so a remote pod costs its name, its addresses and a few references (see scripts/bench_footprint.py).
+    _shared: dict = field(default_factory=dict)
     # Kept in step with every pod change, so a snapshot costs what changed since the last one:
     _settled: dict[str, Pod] = field(default_factory=dict)  # the snapshot's pods
     _claimants: dict[str, set[str]] = field(default_factory=dict)  # address -> policed pods showing it
@@ -168,11 +172,27 @@ class Store:
         self._whole = True
         return True
 
+    def _compact(self, pod: Pod) -> Pod:
+        """The pod as the store keeps it: no source or annotations, equal parts shared, and no
+        per-instance set of field names (pydantic keeps one per model instance)."""
+        fields = {name: getattr(pod, name) for name in _POD_FIELDS}
+        fields.update(source=None, annotations=(), name=sys.intern(pod.name))
+        for name in ("labels", "ports", "owner", "namespace", "node_name", "placement", "kind"):
+            fields[name] = self._share(fields[name])
+        return Pod.model_construct(_fields_set=_POD_FIELDS, **fields)
+
+    def _share(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if len(self._shared) > 4 * len(self.pods) + 10_000:  # bounded: values of gone pods are not kept
+            self._shared.clear()
+        return self._shared.setdefault(value, value)
+
     def _put_pod(self, ident: str, obj: dict, raw: RawObject) -> bool:
         pod = parse_pod(raw)
         if pod is None:  # finished pods hold no address
             return self._set_pod(ident, None)
-        pod = pod.model_copy(update={"source": None, "annotations": ()})
+        pod = self._compact(pod)
         terminating = bool((obj.get("metadata") or {}).get("deletionTimestamp"))
         old = self.pods.get(ident)
         if old is not None and old.pod == pod and old.terminating == terminating:
@@ -284,6 +304,10 @@ class _Prefixed(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+# Every field name: one set shared by the store's pods (model_copy only ever adds names already in it).
+_POD_FIELDS: set[str] = set(Pod.model_fields)
 
 
 def _mark(keys: set[str], key: str, present: bool) -> None:
