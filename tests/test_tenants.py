@@ -306,3 +306,12 @@ def test_the_html_report_renders_in_a_real_browser(tmp_path):
     assert 'data-isolated="false"' in dom and '<table id="tenants">' in dom
     assert dom.count('class="isolated"') == 4 and dom.count('class="co-located"') == 1
     assert dom.count('class="network-open"') == 1
+
+
+def test_workloads_going_to_the_same_nodes_are_one_finding_in_the_report():
+    tolerant = {"tolerations": [{"operator": "Exists"}]}
+    r = report(cluster(*BASE, *(deployment("a", f"w{i}", tolerant) for i in range(7))), "tenant")
+    (finding,) = r.pairs[("a", "b")].findings
+    assert finding.text == ("a/w0[Deployment], a/w1[Deployment], a/w2[Deployment], a/w3[Deployment], "
+                            "a/w4[Deployment] and 2 more can be scheduled onto b's node nb (it tolerates their taints)")
+    assert len(codes([*BASE, *(deployment("a", f"w{i}", tolerant) for i in range(7))])["placement"]) == 7  # lint: each

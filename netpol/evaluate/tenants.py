@@ -33,6 +33,8 @@ class Finding:
     src: str | None = None  # the pair it concerns (src tenant -> dst tenant), if any
     dst: str | None = None
     at: Pod | Node | None = None  # where it is written (for lint)
+    subject: str = ""  # the workload a placement finding is about; `detail` the rest of its text
+    detail: str = ""
 
 
 @dataclass
@@ -138,8 +140,8 @@ def _workload_findings(cluster: Cluster, ten: _Tenancy, w: Workload, where: dict
         open_ = [n.name for n in theirs if not any(x.effect in BLOCKING for x in n.taints)]
         why = f" ({', '.join(open_)} {'has' if len(open_) == 1 else 'have'} no taint)" if open_ else \
             " (it tolerates their taints)"
-        yield Finding("placement", f"{w.name} can be scheduled onto {other}'s node{'s' if len(theirs) > 1 else ''} "
-                                   f"{names}{why}", mine, other, w.rep)
+        detail = f"can be scheduled onto {other}'s node{'s' if len(theirs) > 1 else ''} {names}{why}"
+        yield Finding("placement", f"{w.name} {detail}", mine, other, w.rep, w.name, detail)
 
 
 def _running(cluster: Cluster, ten: _Tenancy) -> Iterator[Finding]:
@@ -174,12 +176,38 @@ def report(cluster: Cluster, label: str, node_label: str | None = None, opts: Op
     pairs = {(a, b): Pair(a, b) for a in names for b in names if a != b}
     _network(cluster, label, opts, pairs, explain)
     others = []
-    for f in placement_findings(cluster, label, node_label, opts):
+    for f in _grouped(placement_findings(cluster, label, node_label, opts)):
         if f.src is not None and f.dst is not None and (f.src, f.dst) in pairs:
             pairs[(f.src, f.dst)].findings.append(f)
         elif f.src is None:
             others.append(f)
     return Report(label, node_label, names, pairs, others)
+
+
+SHOWN = 5  # workloads named in one grouped placement finding
+
+
+def _grouped(findings: Iterator[Finding]) -> list[Finding]:
+    """Workloads of a tenant that may go to the same nodes of another tenant: one finding naming a few
+    (lint keeps one per workload, at each of them)."""
+    out: list[Finding] = []
+    groups: dict[tuple, list[Finding]] = {}
+    for f in findings:
+        if f.code == "placement":
+            key = (f.src, f.dst, f.detail)
+            if key not in groups:
+                groups[key] = []
+                out.append(f)  # its place in the order; replaced below
+            groups[key].append(f)
+        else:
+            out.append(f)
+    for i, f in enumerate(out):
+        members = groups.get((f.src, f.dst, f.detail)) if f.code == "placement" else None
+        if members and len(members) > 1:
+            names = ", ".join(m.subject for m in members[:SHOWN])
+            more = f" and {len(members) - SHOWN} more" if len(members) > SHOWN else ""
+            out[i] = Finding("placement", f"{names}{more} {f.detail}", f.src, f.dst, f.at, names, f.detail)
+    return out
 
 
 def _network(cluster: Cluster, label: str, opts: Options, pairs: dict[tuple[str, str], Pair],
