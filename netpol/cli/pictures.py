@@ -32,14 +32,14 @@ def _draw(g: Graph, output: str, summary: list[tuple[str, str, str]], intro: str
 def workload_picture(cluster: Cluster, opts: Options, full: Connectivity, shown: Listing, title: str,
                      output: str, namespaces: bool) -> str:
     """`shown` is `full` or a view of it; the page explains workload edges (not namespace ones)."""
-    explain = _explainer(cluster, opts) if output == "html" and not namespaces else (lambda s, d, c: "")
+    explain = explainer(cluster, opts) if output == "html" and not namespaces else (lambda s, d, c: "")
     g = from_listing(shown, title, explain)
     summary = [(s, d, str(c)) for s, d, c in by_namespace(full).lines()] if output == "html" else []
     summary += [(ns, ns, "") for ns in sorted({group(w) for w in full.workloads})]  # every namespace in the grid
     return _draw(g, output, summary, "Every allowed connection between workloads, over every port and protocol.")
 
 
-def _explainer(cluster: Cluster, opts: Options):
+def explainer(cluster: Cluster, opts: Options):
     reps = {w.name: w.rep for w in workloads(cluster, opts)}
 
     def end(name: str) -> Endpoint:

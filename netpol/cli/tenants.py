@@ -10,7 +10,7 @@ import typer
 
 from netpol.cli import app
 from netpol.cli.common import Context, Filenames, IpblockPods, Kubeconfig, as_yaml, load_input, options, user_errors
-from netpol.cli.pictures import _explainer
+from netpol.cli.pictures import explainer
 from netpol.errors import QueryError
 from netpol.escape import md_code, plain
 from netpol.evaluate.tenants import COLOCATED, ISOLATED, NETWORK, NOT_MODELLED, Report, report
@@ -34,7 +34,7 @@ def tenants(tenant_label: Annotated[str, typer.Option("--tenant-label", metavar=
             raise QueryError(f"-o {output!r}: expected {', '.join(OUTPUTS)}")
         cluster = load_input(filename, kubeconfig, context)
         opts = options(ipblock_pods)
-        result = report(cluster, tenant_label, node_tenant_label, opts, _explainer(cluster, opts))
+        result = report(cluster, tenant_label, node_tenant_label, opts, explainer(cluster, opts))
         if not result.tenants:
             raise QueryError(f"no namespace carries the label {tenant_label!r}: no tenants to report on")
     if output in ("json", "yaml"):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from netpol.evaluate.conns import MAX_PORT, ConnSet
+from netpol.evaluate.connsets import ALL_CONNS
 from netpol.evaluate.folding import joint_classes
 from netpol.evaluate.matrix import Engine, PortQuery
 from netpol.k8s.model import PROTOCOLS, Cluster, Options, Pod
@@ -89,7 +90,5 @@ class AtomGrid:
         return self.ids[self.src_class[i]][self.dst_class]
 
     def conn(self, i: int, j: int) -> ConnSet:
-        return ALL if (i, j) in self.local else self.conns[int(self.ids[self.src_class[i], self.dst_class[j]])]
+        return ALL_CONNS if (i, j) in self.local else self.conns[int(self.ids[self.src_class[i], self.dst_class[j]])]
 
-
-ALL = ConnSet(tuple((p, ((1, MAX_PORT),)) for p in sorted(PROTOCOLS)))

@@ -4,19 +4,24 @@ also names the tenant of a node). Shares its findings with `netpol tenants`."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
+from weakref import WeakKeyDictionary
 
 from netpol.evaluate.tenants import Finding, placement_findings
 from netpol.k8s.model import NS_NAME_LABEL, Node, Pod
 from netpol.lint.context import Context
 from netpol.lint.registry import Hit, check
 
+_FOUND: WeakKeyDictionary[Context, tuple[Finding, ...]] = WeakKeyDictionary()  # one run per lint, not kept after
 
-@lru_cache(maxsize=4)
+
 def _findings(ctx: Context) -> tuple[Finding, ...]:
-    if ctx.tenant_label == NS_NAME_LABEL:  # no --tenant-label: nodes have no tenant to compare with
-        return ()
-    return tuple(placement_findings(ctx.cluster, ctx.tenant_label, ctx.tenant_label, ctx.opts))
+    found = _FOUND.get(ctx)
+    if found is None:
+        # no --tenant-label: nodes have no tenant to compare with
+        found = () if ctx.tenant_label == NS_NAME_LABEL else \
+            tuple(placement_findings(ctx.cluster, ctx.tenant_label, ctx.tenant_label, ctx.opts))
+        _FOUND[ctx] = found
+    return found
 
 
 def _hits(ctx: Context, code: str) -> Iterator[Hit]:
